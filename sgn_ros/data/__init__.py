@@ -1,0 +1,1 @@
+"""Datasets, file formats, preprocessing and the synthetic KITTI world."""
