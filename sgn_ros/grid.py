@@ -85,6 +85,13 @@ class VoxelGrid:
         grid = np.meshgrid(*axes, indexing="ij")
         return np.stack(grid, axis=-1)
 
+    def index_to_center(self, indices: np.ndarray) -> np.ndarray:
+        """Centres (N, 3) float64, metres, of the voxels with integer indices (N, 3) (no bounds check)."""
+        ijk = np.asarray(indices)
+        if ijk.ndim != 2 or ijk.shape[1] != 3:
+            raise ValueError(f"VoxelGrid.index_to_center: expected (N, 3) indices, got shape {ijk.shape}")
+        return np.asarray(self.origin) + (ijk.astype(np.float64) + 0.5) * self.voxel_size
+
     def contains(self, points: np.ndarray) -> np.ndarray:
         """Boolean mask (N,) of points (N, >=3, metres) inside the half-open volume."""
         p = np.asarray(points)[:, :3]

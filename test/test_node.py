@@ -1,0 +1,637 @@
+# sgn_node over real DDS: the node runs as its own process (`python -m sgn_ros.ros.node` with
+# config/sgn.yaml and a tiny network config + checkpoint), this test process publishes camera
+# input and subscribes to the outputs with rclpy in a private context. Each module run uses a
+# random ROS_DOMAIN_ID, localhost discovery, the Fast DDS profile and LARGE_DATA transports.
+"""End-to-end tests of sgn_node: outputs vs SSCPredictor, parameters, fuzzing, bursts, shutdown."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytestmark = pytest.mark.ros
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE_HW = (70, 200)  # camera images: larger than the network input (cropped by the node)
+NET_HW = (64, 192)
+K_CAM = np.array([[110.0, 0.0, 97.0], [0.0, 110.0, 33.0], [0.0, 0.0, 1.0]])
+STAMP0 = 1_000_000_000  # seconds: far from 0 so that "newer" stamps are obvious
+
+
+def _skip_reason() -> str | None:
+    try:
+        import rclpy  # noqa: F401
+        from sgn_ros.msg import SemanticVoxelGrid  # noqa: F401
+    except ImportError as e:
+        return f"ROS 2 messages not available ({e}): run `make ros-build` and `source scripts/ros_env.sh`"
+    return None
+
+
+if (_reason := _skip_reason()) is not None:
+    pytest.skip(_reason, allow_module_level=True)
+
+import rclpy  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, PointCloud2, PointField  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from sgn_ros.ros import conversions as conv  # noqa: E402
+from sgn_ros.ros.node import PARAMETERS  # noqa: E402
+
+# --------------------------------------------------------------------------- fixtures
+_DOMAINS = itertools.count(random.SystemRandom().randint(1, 60))
+
+
+def _with_domain(env: dict[str, str]) -> dict[str, str]:
+    """`env` with a fresh ROS_DOMAIN_ID: every node process talks only to its own test."""
+    return {**env, "ROS_DOMAIN_ID": str(1 + (next(_DOMAINS) - 1) % 100)}
+
+
+@pytest.fixture(scope="module")
+def ros_env() -> dict[str, str]:
+    """Environment of this module's DDS traffic (also applied to this process)."""
+    env = {
+        "ROS_DOMAIN_ID": str(next(_DOMAINS)),
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "FASTDDS_DEFAULT_PROFILES_FILE": str(ROOT / "config" / "fastdds_profile.xml"),
+        "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
+        "OMP_NUM_THREADS": "1",  # node and test predictor bit-identical (single-threaded kernels)
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        yield env
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny SGN-L config (small image, coarse grid, few channels), its checkpoint, a predictor."""
+    import torch
+
+    from sgn_ros.grid import DEFAULT_GRID
+    from sgn_ros.model import build_model
+    from sgn_ros.model.checkpoint import save_checkpoint
+    from sgn_ros.model.predictor import SSCPredictor
+
+    d = tmp_path_factory.mktemp("tiny_sgn")
+    grid = DEFAULT_GRID.scaled(4)
+    cfg_path = d / "sgn-tiny.yaml"
+    cfg_path.write_text(
+        yaml.safe_dump(
+            {
+                "base": str(ROOT / "config" / "sgn-l.yaml"),
+                "name": "sgn-tiny",
+                "model": {"embed_dims": 16, "proposal_dims": [8, 8, 8, 8]},
+                "data": {"image_size": list(NET_HW)},
+                "grid": {"origin": list(grid.origin), "voxel_size": grid.voxel_size, "dims": list(grid.dims)},
+            }
+        )
+    )
+    torch.manual_seed(0)
+    model = build_model(str(cfg_path))
+    ckpt = save_checkpoint(d / "sgn-tiny.pth", model, _cfg(cfg_path))
+    torch.set_num_threads(1)
+    predictor = SSCPredictor(str(cfg_path), checkpoint=ckpt, device="cpu")
+    return {"config": cfg_path, "checkpoint": ckpt, "predictor": predictor, "grid": predictor.grid}
+
+
+def _cfg(path: Path):
+    from sgn_ros.config import load_config
+
+    return load_config(str(path))
+
+
+class NodeProcess:
+    """sgn_node as a child process; its log goes to a file shown on failures."""
+
+    def __init__(self, log_path: Path, env: dict[str, str], params: dict[str, object], extra: list[str] = ()) -> None:
+        args = [sys.executable, "-m", "sgn_ros.ros.node", "--ros-args",
+                "--params-file", str(ROOT / "config" / "sgn.yaml"), *extra]
+        for k, v in params.items():
+            args += ["-p", f"{k}:={v}"]
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+                                     cwd=str(ROOT))
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+        raise RuntimeError("no VmRSS")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+class Harness:
+    """Publishers of camera input and subscribers of sgn_node's outputs in a private rclpy context."""
+
+    def __init__(self, domain_id: int) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from sensor_msgs.msg import Image
+        from sgn_ros.msg import SemanticVoxelGrid
+        from visualization_msgs.msg import MarkerArray
+
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=domain_id)
+        self.node = rclpy.create_node(f"sgn_test_{os.getpid()}", context=self.ctx)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub = {
+            "image": self.node.create_publisher(Image, "image", qos),
+            "info": self.node.create_publisher(CameraInfo, "camera_info", qos),
+            "right_image": self.node.create_publisher(Image, "right/image", qos),
+            "right_info": self.node.create_publisher(CameraInfo, "right/camera_info", qos),
+            "depth": self.node.create_publisher(Image, "depth", qos),
+            "points": self.node.create_publisher(PointCloud2, "points", qos),
+        }
+        self.received: dict[str, dict[int, object]] = {"points": {}, "markers": {}, "grid": {}}
+        self.arrival: dict[int, float] = {}
+        self.diagnostics: list = []
+        for key, (typ, topic) in {
+            "points": (PointCloud2, "ssc/points"),
+            "markers": (MarkerArray, "ssc/markers"),
+            "grid": (SemanticVoxelGrid, "ssc/grid"),
+        }.items():
+            self.node.create_subscription(typ, topic, lambda m, k=key: self._store(k, m), qos)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+
+    def _store(self, key: str, msg) -> None:
+        stamp = conv.stamp_to_ns(msg.markers[0].header.stamp if key == "markers" else msg.header.stamp)
+        self.received[key][stamp] = msg
+        self.arrival.setdefault(stamp, time.monotonic())
+
+    def spin_until(self, cond: Callable[[], bool], timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if cond():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return cond()
+
+    def complete(self, stamp: int) -> bool:
+        return all(stamp in r for r in self.received.values())
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.ctx)
+
+
+def _header(stamp_ns: int, frame: str = "camera") -> Header:
+    h = Header()
+    h.stamp.sec, h.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    h.frame_id = frame
+    return h
+
+
+def _camera_info(stamp_ns: int, K: np.ndarray = K_CAM, tx: float = 0.0, hw=IMAGE_HW) -> CameraInfo:
+    m = CameraInfo()
+    m.header = _header(stamp_ns)
+    m.height, m.width = hw
+    m.k = [float(v) for v in np.asarray(K).reshape(-1)]
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    P[0, 3] = tx
+    m.p = [float(v) for v in P.reshape(-1)]
+    return m
+
+
+def _scene(seed: int, grid) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (*IMAGE_HW, 3), dtype=np.uint8)
+    lo, hi = np.asarray(grid.origin), np.asarray(grid.upper)
+    points = (lo + rng.random((3000, 3)) * (hi - lo)).astype(np.float32)
+    return image, points
+
+
+def _cloud(points: np.ndarray, stamp_ns: int) -> PointCloud2:
+    import pointcloud2
+
+    dt = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
+    rec = np.empty(len(points), dt)
+    rec["x"], rec["y"], rec["z"] = points[:, 0], points[:, 1], points[:, 2]
+    msg = PointCloud2()
+    cloud = pointcloud2.create_cloud(_header(stamp_ns, "sgn_grid"), pointcloud2.fields_from_dtype(dt), rec)
+    msg.header, msg.height, msg.width = cloud.header, cloud.height, cloud.width
+    msg.fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in cloud.fields]
+    msg.is_bigendian = cloud.is_bigendian
+    msg.point_step, msg.row_step, msg.is_dense = cloud.point_step, cloud.row_step, cloud.is_dense
+    msg.data = bytes(cloud.data)
+    return msg
+
+
+def _camera_to_grid() -> np.ndarray:
+    return conv.xyz_rpy_to_matrix(PARAMETERS["camera_to_grid"].default)
+
+
+def _check_outputs(h: Harness, stamp: int, pred, grid, colors: np.ndarray) -> None:
+    """All three outputs of `stamp` agree with the predictor's labels / confidence and each other."""
+    import pointcloud2
+
+    g = h.received["grid"][stamp]
+    labels, conf, ggrid, corner = conv.voxel_grid_to_arrays(g)
+    assert g.header.frame_id == "sgn_grid"
+    np.testing.assert_array_equal(labels, pred.labels)
+    np.testing.assert_allclose(conf, pred.confidence, atol=0.5 / 255 + 1e-6)
+    np.testing.assert_allclose(corner[:3, 3], grid.origin, atol=1e-6)
+    assert ggrid.dims == grid.dims and abs(ggrid.voxel_size - grid.voxel_size) < 1e-6
+
+    occupied = (pred.labels != 0) & (pred.labels != 255)
+    centres = grid.index_to_center(np.argwhere(occupied))
+    pc = h.received["points"][stamp]
+    pts = pointcloud2.read_points(pc)
+    assert len(pts) == occupied.sum() > 0
+    np.testing.assert_allclose(np.stack([pts["x"], pts["y"], pts["z"]], 1), centres, atol=1e-4)
+    np.testing.assert_array_equal(pts["label"], pred.labels[occupied])
+    np.testing.assert_array_equal(pts["confidence"], pred.confidence[occupied])
+    rgb = pts["rgb"].view(np.uint32)
+    col = colors[pred.labels[occupied]].astype(np.uint32)
+    np.testing.assert_array_equal(rgb, (col[:, 0] << 16) | (col[:, 1] << 8) | col[:, 2])
+
+    ma = h.received["markers"][stamp]
+    cubes = {m.id: np.array([[p.x, p.y, p.z] for p in m.points]) for m in ma.markers if m.action == m.ADD}
+    assert set(cubes) == set(np.unique(pred.labels[occupied]).tolist())
+    for c, p in cubes.items():
+        np.testing.assert_allclose(np.sort(p, axis=0), np.sort(grid.index_to_center(np.argwhere(pred.labels == c)), 0),
+                                   atol=1e-4)
+
+
+# --------------------------------------------------------------------------- tests without DDS
+def test_yaml_sets_every_declared_parameter() -> None:
+    """config/sgn.yaml and PARAMETERS agree key for key and type for type (no option ignored)."""
+    data = yaml.safe_load((ROOT / "config" / "sgn.yaml").read_text())
+    params = data["/**"]["ros__parameters"]
+    assert set(params) == set(PARAMETERS)
+    for name, spec in PARAMETERS.items():
+        assert type(params[name]) is type(spec.default), name
+    np.testing.assert_allclose(params["camera_to_grid"], spec_default := PARAMETERS["camera_to_grid"].default)
+    T = conv.xyz_rpy_to_matrix(spec_default)
+    # optical axes of the default camera in the grid frame: z forward = +x, x right = -y, y down = -z
+    np.testing.assert_allclose(T[:3, :3], [[0, 0, 1], [-1, 0, 0], [0, -1, 0]], atol=1e-9)
+
+
+# --------------------------------------------------------------------------- node process (points)
+@pytest.fixture(scope="module")
+def points_node(ros_env, tiny, tmp_path_factory):
+    env = _with_domain(ros_env)
+    node = NodeProcess(
+        tmp_path_factory.mktemp("node") / "sgn_node.log",
+        env,
+        {
+            "variant": tiny["config"], "checkpoint": tiny["checkpoint"], "device": "cpu",
+            "depth_source": "points", "diagnostics_period": 0.5, "log_throttle": 0.5,
+        },
+    )
+    h = Harness(int(env["ROS_DOMAIN_ID"]))
+    yield node, h
+    h.close()
+    node.stop()
+
+
+def _publish_frame(h: Harness, stamp: int, image: np.ndarray, points: np.ndarray) -> None:
+    h.pub["info"].publish(_camera_info(stamp))
+    h.pub["points"].publish(_cloud(points, stamp))
+    h.pub["image"].publish(conv.array_to_image(image, "rgb8", _header(stamp)))
+
+
+def _wait_answer(node: NodeProcess, h: Harness, stamp: int, make: Callable[[], None], timeout: float = 60.0) -> None:
+    """Publish (repeatedly, until discovery is done) and wait for all outputs of `stamp`."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not h.complete(stamp):
+        assert node.proc.poll() is None, "sgn_node died:\n" + node.log()
+        make()
+        h.spin_until(lambda: h.complete(stamp), 1.0)
+    assert h.complete(stamp), f"no answer for stamp {stamp}; node log:\n{node.log()}"
+
+
+def test_outputs_match_predictor(points_node, tiny) -> None:
+    from sgn_ros.labels import load_label_set
+
+    node, h = points_node
+    grid, predictor = tiny["grid"], tiny["predictor"]
+    image, points = _scene(1, grid)
+    stamp = (STAMP0 + 1) * 1_000_000_000
+    _wait_answer(node, h, stamp, lambda: _publish_frame(h, stamp, image, points))
+    pred = predictor.predict(image, K_CAM, np.linalg.inv(_camera_to_grid()), points=points)
+    _check_outputs(h, stamp, pred, grid, load_label_set("semantickitti").colors_rgb)
+
+
+def test_parameters_from_yaml_and_overrides(points_node, tiny) -> None:
+    from rcl_interfaces.srv import GetParameters
+
+    _, h = points_node
+    cli = h.node.create_client(GetParameters, "/sgn_node/get_parameters")
+    assert h.spin_until(cli.service_is_ready, 20.0)
+    names = ["output_depth", "sync_tolerance", "input_mode", "depth_source", "checkpoint", "camera_to_grid"]
+    fut = cli.call_async(GetParameters.Request(names=names))
+    assert h.spin_until(fut.done, 10.0)
+    got = dict(zip(names, fut.result().values))
+    yaml_params = yaml.safe_load((ROOT / "config" / "sgn.yaml").read_text())["/**"]["ros__parameters"]
+    assert got["output_depth"].integer_value == yaml_params["output_depth"]
+    assert got["sync_tolerance"].double_value == yaml_params["sync_tolerance"]
+    assert got["input_mode"].string_value == yaml_params["input_mode"]
+    assert got["depth_source"].string_value == "points"  # -p override
+    assert got["checkpoint"].string_value == str(tiny["checkpoint"])
+    assert list(got["camera_to_grid"].double_array_value) == yaml_params["camera_to_grid"]
+    h.node.destroy_client(cli)
+
+
+def _malformed_image(rng: np.random.Generator, stamp: int):
+    from sensor_msgs.msg import Image
+
+    m = Image()
+    m.header = _header(stamp)
+    kind = rng.integers(0, 6)
+    enc = rng.choice(list(conv.IMAGE_ENCODINGS) + ["bogus", "", "rgb16", "jpeg"])
+    m.encoding = str(enc)
+    m.height, m.width = int(rng.integers(0, 40)), int(rng.integers(0, 40))
+    m.step = int(rng.integers(0, 200))
+    if kind == 0:  # claims a huge image, sends a few bytes
+        m.height, m.width, m.step = 100000, 100000, 300000
+    if kind == 1:  # right size, wrong encoding for the network (depth)
+        m.encoding, m.height, m.width, m.step = "32FC1", IMAGE_HW[0], IMAGE_HW[1], IMAGE_HW[1] * 4
+    n = int(rng.integers(0, 4000))
+    m.data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+    return m
+
+
+def _malformed_info(rng: np.random.Generator, stamp: int) -> CameraInfo:
+    K = K_CAM.copy()
+    kind = rng.integers(0, 4)
+    if kind == 0:
+        K[:] = 0.0
+    elif kind == 1:
+        K[0, 0] = np.nan
+    elif kind == 2:
+        K[2, 2] = 5.0
+    else:
+        K[1, 1] = -3.0
+    return _camera_info(stamp, K)
+
+
+def _malformed_cloud(rng: np.random.Generator, stamp: int) -> PointCloud2:
+    pts = rng.normal(0, 10, (int(rng.integers(1, 200)), 3)).astype(np.float32)
+    pts[rng.random(len(pts)) < 0.3] = np.nan
+    msg = _cloud(pts, stamp)
+    kind = rng.integers(0, 4)
+    if kind == 0:
+        msg.data = msg.data[: len(msg.data) // 2]
+    elif kind == 1:
+        msg.point_step = 2
+    elif kind == 2:
+        msg.fields = msg.fields[:2]
+    return msg
+
+
+def test_fuzzed_input_then_good_frame(points_node, tiny) -> None:
+    """Thousands of malformed / out-of-order messages; the node survives and answers a good frame."""
+    node, h = points_node
+    rng = np.random.default_rng(123)
+    base = (STAMP0 + 10) * 1_000_000_000
+    good_image, good_points = _scene(2, tiny["grid"])
+    warm = base - 2_000_000_000  # discovery done before the fuzzing starts
+    _wait_answer(node, h, warm, lambda: _publish_frame(h, warm, good_image, good_points))
+    for i in range(3000):
+        stamp = base + int(rng.integers(-50, 50)) * 10_000_000  # jittered: many out of order
+        what = i % 4
+        if what == 0:
+            h.pub["image"].publish(_malformed_image(rng, stamp))
+            h.pub["info"].publish(_camera_info(stamp))
+            h.pub["points"].publish(_cloud(good_points[:10], stamp))
+        elif what == 1:
+            h.pub["info"].publish(_malformed_info(rng, stamp))
+            h.pub["points"].publish(_cloud(good_points[:10], stamp))
+            h.pub["image"].publish(conv.array_to_image(good_image, "rgb8", _header(stamp)))
+        elif what == 2:
+            h.pub["points"].publish(_malformed_cloud(rng, stamp))
+            h.pub["info"].publish(_camera_info(stamp))
+            h.pub["image"].publish(conv.array_to_image(good_image[:20, :30].copy(), "rgb8", _header(stamp)))
+        else:  # good messages whose stamps never pair up (and stale ones)
+            h.pub["image"].publish(conv.array_to_image(good_image, "bgr8", _header(stamp - 5_000_000_000)))
+        if i % 200 == 0:
+            h.executor.spin_once(timeout_sec=0.0)
+    assert node.proc.poll() is None, node.log()
+    stamp = base + 5 * 1_000_000_000
+    _wait_answer(node, h, stamp, lambda: _publish_frame(h, stamp, good_image, good_points))
+    pred = tiny["predictor"].predict(good_image, K_CAM, np.linalg.inv(_camera_to_grid()), points=good_points)
+    got, _, _, _ = conv.voxel_grid_to_arrays(h.received["grid"][stamp])
+    np.testing.assert_array_equal(got, pred.labels)
+    # diagnostics saw the problems and the node said so in its log (throttled)
+    assert h.spin_until(lambda: any(_diag(d)["messages_malformed"] != "0" for d in h.diagnostics), 5.0)
+    last = _diag(h.diagnostics[-1])
+    print("diagnostics after fuzzing:", last)
+    assert int(last["messages_malformed"]) > 0 and int(last["messages_out_of_order"]) > 0
+    log = node.log()
+    assert "Traceback" not in log
+    assert 0 < log.count("WARN") < 1000  # throttled, not one line per bad message
+
+
+def _diag(arr) -> dict[str, str]:
+    return {kv.key: kv.value for kv in arr.status[0].values}
+
+
+def test_burst_keeps_memory_and_latency_bounded(points_node, tiny) -> None:
+    """10x the camera rate (100 Hz) for a few seconds: newest frames win, RSS and latency stay bounded."""
+    node, h = points_node
+    image, points = _scene(3, tiny["grid"])
+    base = (STAMP0 + 100) * 1_000_000_000
+    warm = base - 1_000_000_000
+    _wait_answer(node, h, warm, lambda: _publish_frame(h, warm, image, points))
+    rss0 = node.rss_mb()
+    before = dict(_diag(h.diagnostics[-1])) if h.diagnostics else {"frames_dropped": "0"}
+    n, period = 400, 0.01
+    t0 = time.monotonic()
+    for i in range(n):
+        _publish_frame(h, base + i * 10_000_000, image, points)
+        h.executor.spin_once(timeout_sec=0.0)
+        time.sleep(max(0.0, t0 + (i + 1) * period - time.monotonic()))
+    last = base + (n - 1) * 10_000_000
+    sent_done = time.monotonic()
+    assert h.spin_until(lambda: h.complete(last), 30.0), "newest frame of the burst not answered\n" + node.log()
+    final_latency = h.arrival[last] - sent_done
+    rss1 = node.rss_mb()
+    answered = [s for s in h.received["grid"] if base <= s <= last]
+    h.spin_until(lambda: False, 1.2)  # one more diagnostics period
+    after = _diag(h.diagnostics[-1])
+    print(f"burst: {len(answered)} of {n} answered, final latency {final_latency:.3f} s,",
+          f"RSS {rss0:.0f} -> {rss1:.0f} MB, diagnostics:", after)
+    assert int(after["frames_dropped"]) > int(before["frames_dropped"])  # the worker skipped old frames
+    assert len(answered) < n
+    assert final_latency < 5.0, final_latency
+    assert float(after["latency_ms_max"]) < 5000.0
+    assert rss1 - rss0 < 150.0, (rss0, rss1)
+
+
+def test_missing_topic_is_reported(points_node, tiny) -> None:
+    """Images without camera_info / points: no output, a WARN status naming the silent topics, a log line."""
+    node, h = points_node
+    image, _ = _scene(4, tiny["grid"])
+    base = (STAMP0 + 150) * 1_000_000_000
+    end = time.monotonic() + 3.5
+    i = 0
+    while time.monotonic() < end:
+        h.pub["image"].publish(conv.array_to_image(image, "rgb8", _header(base + i * 100_000_000)))
+        i += 1
+        h.spin_until(lambda: False, 0.1)
+    assert not any(base <= s for s in h.received["grid"])
+    status = h.diagnostics[-1].status[0]
+    assert status.level == status.WARN and "camera_info" in status.message and "points" in status.message
+    assert "frames cannot be completed" in node.log()
+    assert node.proc.poll() is None
+
+
+def test_clean_shutdown(points_node) -> None:
+    node, _ = points_node
+    assert node.stop() == 0, node.log()
+    assert "Traceback" not in node.log()
+
+
+# --------------------------------------------------------------------------- other depth sources
+@pytest.mark.parametrize("source", ["depth_image", "stereo"])
+def test_depth_sources(source, ros_env, tiny, tmp_path) -> None:
+    """depth_image (16UC1 mm) and stereo (right image + P baseline) reach the same result as the predictor."""
+    from sgn_ros.data.stereo import StereoParams, disparity_sgbm, disparity_to_depth
+
+    rng = np.random.default_rng(7)
+    env = _with_domain(ros_env)
+    node = NodeProcess(tmp_path / "node.log", env, {
+        "variant": tiny["config"], "checkpoint": tiny["checkpoint"], "device": "cpu", "depth_source": source,
+        "stereo_num_disparities": 32})
+    h = Harness(int(env["ROS_DOMAIN_ID"]))
+    try:
+        stamp = (STAMP0 + 200) * 1_000_000_000
+        left = rng.integers(0, 256, (*IMAGE_HW, 3), dtype=np.uint8)
+        baseline, disp = 0.5, 8
+        if source == "depth_image":
+            depth_mm = rng.integers(0, 30000, IMAGE_HW).astype(np.uint16)
+            depth_mm[rng.random(IMAGE_HW) < 0.1] = 0  # invalid pixels
+
+            def make() -> None:
+                h.pub["info"].publish(_camera_info(stamp))
+                h.pub["depth"].publish(conv.array_to_image(depth_mm, "16UC1", _header(stamp)))
+                h.pub["image"].publish(conv.array_to_image(left, "rgb8", _header(stamp)))
+
+            depth = conv.depth_image_to_metres(conv.array_to_image(depth_mm, "16UC1"))
+        else:
+            right = np.roll(left, -disp, axis=1)  # constant disparity: a fronto-parallel plane
+
+            def make() -> None:
+                h.pub["info"].publish(_camera_info(stamp))
+                h.pub["right_info"].publish(_camera_info(stamp, tx=-K_CAM[0, 0] * baseline))
+                h.pub["right_image"].publish(conv.array_to_image(right, "rgb8", _header(stamp)))
+                h.pub["image"].publish(conv.array_to_image(left, "rgb8", _header(stamp)))
+
+            depth = disparity_to_depth(disparity_sgbm(left, right, StereoParams(num_disparities=32)),
+                                       baseline, K_CAM[0, 0])
+            assert np.nanmedian(np.where(depth > 0, depth, np.nan)) == pytest.approx(K_CAM[0, 0] * baseline / disp,
+                                                                                      rel=0.1)
+        _wait_answer(node, h, stamp, make)
+        pred = tiny["predictor"].predict(left, K_CAM, np.linalg.inv(_camera_to_grid()),
+                                         depth=np.where(depth > 0, depth, 0.0).astype(np.float32))
+        got, _, _, _ = conv.voxel_grid_to_arrays(h.received["grid"][stamp])
+        np.testing.assert_array_equal(got, pred.labels)
+    finally:
+        h.close()
+        assert node.stop() == 0, node.log()
+
+
+def test_unknown_parameter_is_an_error(ros_env, tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"confidence_treshold": 0.5}}}))
+    node = NodeProcess(tmp_path / "node.log", _with_domain(ros_env), {}, extra=["--params-file", str(bad)])
+    rc = node.proc.wait(60)
+    node.stop()
+    assert rc == 2
+    assert "confidence_treshold" in node.log()
+
+
+# --------------------------------------------------------------------------- SGN-T: temporal frames
+def test_temporal_frames_use_odometry(ros_env, tiny, tmp_path) -> None:
+    """A temporal config (frames -2, -1): earlier images join with their odometry-derived extrinsics and
+    their points moved into the current frame, exactly as SSCPredictor is given them here."""
+    import torch
+    from nav_msgs.msg import Odometry
+
+    from sgn_ros.model import build_model
+    from sgn_ros.model.checkpoint import save_checkpoint
+    from sgn_ros.model.predictor import SSCPredictor
+
+    cfg_path = tmp_path / "sgn-tiny-t.yaml"
+    cfg = yaml.safe_load(Path(tiny["config"]).read_text())
+    cfg["name"] = "sgn-tiny-t"
+    cfg["data"]["temporal"] = [-2, -1]
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    torch.manual_seed(1)
+    ckpt = save_checkpoint(tmp_path / "t.pth", build_model(str(cfg_path)), _cfg(cfg_path))
+    predictor = SSCPredictor(str(cfg_path), checkpoint=ckpt, device="cpu")
+    grid = predictor.grid
+
+    env = _with_domain(ros_env)
+    node = NodeProcess(tmp_path / "node.log", env, {
+        "variant": cfg_path, "checkpoint": ckpt, "device": "cpu", "depth_source": "points"})
+    h = Harness(int(env["ROS_DOMAIN_ID"]))
+    odom_pub = h.node.create_publisher(Odometry, "odom", 10)
+    try:
+        poses, scenes, stamps = [], [], []
+        for f in range(3):
+            P = conv.xyz_rpy_to_matrix([1.5 * f, 0.1 * f, 0.0, 0.0, 0.0, 0.05 * f])
+            poses.append(conv.pose_to_matrix(conv.matrix_to_pose(P)))  # what the node reads back
+            scenes.append(_scene(10 + f, grid))
+            stamps.append((STAMP0 + 300 + f) * 1_000_000_000)
+
+            def make(f=f, P=P) -> None:
+                od = Odometry()
+                od.header = _header(stamps[f], "odom")
+                od.child_frame_id = "sgn_grid"
+                od.pose.pose = conv.matrix_to_pose(P)
+                odom_pub.publish(od)
+                _publish_frame(h, stamps[f], *scenes[f])
+
+            _wait_answer(node, h, stamps[f], make)
+        g2c = np.linalg.inv(_camera_to_grid())
+        images, l2c = [scenes[2][0]], [g2c]
+        clouds = [scenes[2][1][grid.contains(scenes[2][1])]]
+        for past in (0, 1):  # config order: -2, -1
+            cur_to_past = np.linalg.inv(poses[past]) @ poses[2]
+            images.append(scenes[past][0])
+            l2c.append(g2c @ cur_to_past)
+            past_to_cur = np.linalg.inv(cur_to_past)
+            p = scenes[past][1][grid.contains(scenes[past][1])]
+            clouds.append((p @ past_to_cur[:3, :3].T + past_to_cur[:3, 3]).astype(np.float32))
+        pred = predictor.predict([im[: NET_HW[0], : NET_HW[1]] for im in images], [K_CAM] * 3, l2c,
+                                 points=np.concatenate(clouds))
+        got, _, _, _ = conv.voxel_grid_to_arrays(h.received["grid"][stamps[2]])
+        np.testing.assert_array_equal(got, pred.labels)
+        # without the history the answer differs (the earlier frames really are used)
+        alone = predictor.predict(images[0], K_CAM, g2c, points=clouds[0])
+        assert not np.array_equal(alone.labels, pred.labels)
+    finally:
+        h.close()
+        assert node.stop() == 0, node.log()
