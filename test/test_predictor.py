@@ -1,0 +1,208 @@
+# Tests of sgn_ros.model.predictor on a reduced SGN (the real network code at toy size):
+# output dtype/shape/range, points and depth paths, crop/pad, temporal frames, checkpoints,
+# and clear errors for bad input.
+import numpy as np
+import pytest
+import torch
+
+from sgn_ros.config import load_config
+from sgn_ros.model import build_model
+from sgn_ros.model.checkpoint import save_checkpoint
+from sgn_ros.model.predictor import SSCPrediction, SSCPredictor, select_device
+from sgn_ros.model.preprocessing import depth_to_points, normalize_image
+
+NET_HW = (64, 160)
+# tiny network on a coarse grid over the same volume (0.8 m voxels)
+TINY = {
+    "model": {"embed_dims": 16, "proposal_dims": [8, 8, 8, 8]},
+    "data": {"image_size": list(NET_HW)},
+    "grid": {"voxel_size": 0.8, "dims": [64, 64, 8]},
+}
+
+
+def _tiny_cfg(**data):
+    over = {k: dict(v) for k, v in TINY.items()}
+    over["data"].update(data)
+    return load_config("sgn-l", overrides=over)
+
+
+def _camera(h=72, w=180):
+    """Forward-looking KITTI-like camera: K and lidar->camera (x_cam = -y, y_cam = -z, z_cam = x)."""
+    K = np.array([[80.0, 0.0, w / 2], [0.0, 80.0, h / 2 - 6], [0.0, 0.0, 1.0]])
+    T = np.eye(4)
+    T[:3, :3] = [[0, -1.0, 0], [0, 0, -1.0], [1.0, 0, 0]]
+    T[:3, 3] = [0.0, -0.1, -0.3]
+    return K, T
+
+
+def _depth(h, w):
+    """Road plane 1.7 m below the camera, capped at 60 m."""
+    v = np.arange(h, dtype=np.float64)[:, None].repeat(w, 1)
+    K, _ = _camera(h, w)
+    dv = (v - K[1, 2]) / K[1, 1]
+    with np.errstate(divide="ignore"):
+        z = np.where(dv > 0, 1.7 / dv, 60.0)
+    return np.minimum(z, 60.0).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # bit-repeatable forwards (see ENVIRONMENT.md)
+    yield SSCPredictor(_tiny_cfg(), device="cpu")
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    rng = np.random.default_rng(0)
+    h, w = 72, 180  # larger than the network input: cropped
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    K, T = _camera(h, w)
+    return img, K, T, _depth(h, w)
+
+
+def test_output_dtype_shape_range(predictor, inputs):
+    img, K, T, depth = inputs
+    pts = depth_to_points(depth, K, np.linalg.inv(T))
+    pred = predictor.predict(img, K, T, points=pts)
+    assert isinstance(pred, SSCPrediction)
+    dims = tuple(predictor.cfg.grid.dims)
+    assert pred.labels.shape == dims and pred.labels.dtype == np.uint8
+    assert pred.confidence.shape == dims and pred.confidence.dtype == np.float32
+    assert pred.labels.max() < predictor.cfg.num_classes
+    c = predictor.cfg.num_classes
+    assert np.all(pred.confidence >= 1.0 / c - 1e-6) and np.all(pred.confidence <= 1.0)
+
+
+def test_depth_path_equals_points_path(predictor, inputs):
+    img, K, T, depth = inputs
+    by_depth = predictor.predict(img, K, T, depth=depth)
+    pts = depth_to_points(depth, K, np.linalg.inv(T))
+    by_points = predictor.predict(img, K, T, points=pts)
+    np.testing.assert_array_equal(by_depth.labels, by_points.labels)
+    np.testing.assert_allclose(by_depth.confidence, by_points.confidence, atol=1e-6)
+    # the points reach the model filtered to the grid volume
+    batch = predictor.prepare_batch(img, K, T, depth=depth)
+    p = batch.points[0].numpy()
+    assert 0 < len(p) < len(pts) and predictor.grid.contains(p).all()
+    far = np.array([[200.0, 0.0, 0.0], [5.0, 1.0, -1.5]], np.float32)
+    assert predictor.prepare_batch(img, K, T, points=far).points[0].shape == (1, 3)
+
+
+def test_crop_and_pad_keep_intrinsics(predictor, inputs):
+    img, K, T, depth = inputs
+    cfg = predictor.cfg
+    batch = predictor.prepare_batch(img, K, T, depth=depth)
+    assert batch.images.shape == (1, 1, 3, *NET_HW)
+    expected = normalize_image(img, cfg.data.image_mean, cfg.data.image_std)[:, : NET_HW[0], : NET_HW[1]]
+    np.testing.assert_allclose(batch.images[0, 0].numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(batch.intrinsics[0, 0].numpy(), K, rtol=1e-6)
+    small = img[:50, :100]
+    b2 = predictor.prepare_batch(small, K, T, depth=depth[:50, :100])
+    got = b2.images[0, 0].numpy()
+    np.testing.assert_allclose(got[:, :50, :100], expected[:, :50, :100], atol=1e-6)
+    assert np.all(got[:, 50:] == 0) and np.all(got[:, :, 100:] == 0)  # padded with the mean colour
+
+
+def test_temporal_frames():
+    torch.manual_seed(0)
+    pred = SSCPredictor(_tiny_cfg(temporal=[-3]), device="cpu")
+    assert pred.num_frames == 2
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (64, 160, 3), dtype=np.uint8)
+    K, T = _camera(64, 160)
+    pts = depth_to_points(_depth(64, 160), K, np.linalg.inv(T))
+    # one image stands in for every frame
+    batch = pred.prepare_batch(img, K, T, points=pts)
+    assert batch.images.shape[:2] == (1, 2) and torch.equal(batch.images[0, 0], batch.images[0, 1])
+    back = np.eye(4)
+    back[0, 3] = 3.0
+    out = pred.predict([img, img[:, ::-1].copy()], K, [T, T @ back], points=pts)
+    assert out.labels.shape == tuple(pred.cfg.grid.dims)
+    with pytest.raises(ValueError, match="one per image"):
+        pred.prepare_batch([img, img], K, T, points=pts)
+    with pytest.raises(ValueError, match="takes 1 or 2 frame"):
+        pred.prepare_batch([img] * 3, K, [T] * 3, points=pts)
+
+
+def test_checkpoint_is_loaded(tmp_path, inputs):
+    img, K, T, depth = inputs
+    cfg = _tiny_cfg()
+    torch.manual_seed(123)
+    model = build_model(cfg)
+    path = save_checkpoint(tmp_path / "tiny.pth", model, cfg)
+    torch.manual_seed(7)  # a different random init, overwritten by the checkpoint
+    a = SSCPredictor(cfg, checkpoint=path, device="cpu")
+    for k, v in model.state_dict().items():
+        assert torch.equal(a.model.state_dict()[k], v), k
+    with pytest.raises(FileNotFoundError, match="nothere.pth"):
+        SSCPredictor(cfg, checkpoint=tmp_path / "nothere.pth", device="cpu")
+
+
+def test_bad_inputs_raise_clear_errors(predictor, inputs):
+    img, K, T, depth = inputs
+    pts = np.zeros((4, 3), np.float32)
+    cases = [
+        (dict(images=img.astype(np.float32)), r"images\[0\]: expected a uint8 RGB"),
+        (dict(images=img[..., :2]), r"images\[0\]: expected a uint8 RGB"),
+        (dict(intrinsics=np.eye(4)), r"intrinsics\[0\]: expected shape \(3, 3\)"),
+        (dict(intrinsics=np.zeros((3, 3))), "intrinsics.*pinhole"),
+        (dict(lidar_to_cam=np.eye(3)), r"lidar_to_cam\[0\]: expected shape \(4, 4\)"),
+        (dict(lidar_to_cam=2 * np.eye(4)), "lidar_to_cam"),
+        (dict(points=None), "needs points"),
+        (dict(depth=depth), "either points or depth"),
+        (dict(points=np.zeros((4, 2))), r"points: expected an \(N, 3\)"),
+    ]
+    for change, msg in cases:
+        kw = dict(images=img, intrinsics=K, lidar_to_cam=T, points=pts)
+        kw.update(change)
+        with pytest.raises(ValueError, match=msg):
+            predictor.predict(**kw)
+    with pytest.raises(ValueError, match="depth: expected an \\(H, W\\) map of frame 0"):
+        predictor.predict(img, K, T, depth=depth[:10])
+
+
+def test_device_and_fp16_choices():
+    assert select_device("cpu") == torch.device("cpu")
+    assert select_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device"):
+        select_device("nonsense")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            select_device("cuda")
+    with pytest.raises(ValueError, match="fp16.*CUDA"):
+        SSCPredictor(_tiny_cfg(), device="cpu", fp16=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fp16_matches_fp32(inputs):
+    img, K, T, depth = inputs
+    torch.manual_seed(0)
+    p32 = SSCPredictor(_tiny_cfg(), device="cuda")
+    p16 = SSCPredictor(_tiny_cfg(), device="cuda", fp16=True)
+    p16.model.load_state_dict(p32.model.state_dict())
+    a = p32.predict(img, K, T, depth=depth)
+    b = p16.predict(img, K, T, depth=depth)
+    agree = (a.labels == b.labels).mean()
+    conf_diff = np.abs(a.confidence - b.confidence)
+    print(f"fp16 vs fp32: label agreement {agree:.4f}, confidence diff median {np.median(conf_diff):.2e} "
+          f"max {conf_diff.max():.2e}")
+    assert agree > 0.98
+    assert np.median(conf_diff) < 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_inputs_match_cpu(inputs):
+    img, K, T, depth = inputs
+    cpu = SSCPredictor(_tiny_cfg(), device="cpu")
+    gpu = SSCPredictor(_tiny_cfg(), device="cuda")
+    for kw in (dict(depth=depth), dict(points=depth_to_points(depth, K, np.linalg.inv(T)))):
+        a = cpu.prepare_batch(img, K, T, **kw)
+        b = gpu.prepare_batch(img, K, T, **kw)
+        assert b.images.is_cuda and b.points[0].is_cuda
+        torch.testing.assert_close(b.images.cpu(), a.images, atol=1e-6, rtol=0)
+        torch.testing.assert_close(b.points[0].cpu(), a.points[0], atol=1e-5, rtol=0)
