@@ -58,7 +58,11 @@ class ParamSpec:
 PARAMETERS: dict[str, ParamSpec] = {
     "variant": ParamSpec("sgn-l", "SGN variant (sgn-t | sgn-s | sgn-l) or a config YAML path"),
     "dataset": ParamSpec("semantickitti", "label set and dataset defaults: semantickitti | kitti360"),
-    "checkpoint": ParamSpec("", "weights file (sgn_ros or converted reference checkpoint); empty = UNTRAINED"),
+    "checkpoint": ParamSpec(
+        "",
+        "weights file (sgn_ros or converted reference checkpoint); empty = the variant's bundled weights "
+        "(sgn-l-synth: synthetic world only) or, without those, UNTRAINED",
+    ),
     "device": ParamSpec("", "torch device (cpu, cuda, cuda:1); empty = CUDA when available, else CPU"),
     "fp16": ParamSpec(False, "float16 autocast inference (CUDA only)"),
     "depth_source": ParamSpec("stereo", "geometry input: stereo (right image + info) | depth_image | points"),
@@ -172,8 +176,11 @@ class SGNNode(Node):
         labels = load_label_set(self.cfg.data.dataset)
         self.class_names = labels.names
         self.colors_rgb = labels.colors_rgb
-        if not p["checkpoint"]:
+        source = self.predictor.weights_source
+        if source == "untrained":
             _warning(self.get_logger())("no checkpoint given: the network has UNTRAINED random weights")
+        elif source.startswith("bundled:"):
+            _warning(self.get_logger())(f"no checkpoint given: using the {source}")
         temporal = self.cfg.data.temporal
         self._temporal = tuple(int(t) for t in temporal)
         self._history: deque[_Frame] = deque(maxlen=1 + max((-t for t in self._temporal), default=0))
