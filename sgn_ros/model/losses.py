@@ -54,8 +54,15 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def _bce_to_one(x: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of probabilities `x` against target 1: -log(x), log clamped at -100 (torch's BCE)."""
-    return -torch.log(x).clamp(min=-100.0)
+    """Binary cross-entropy of probabilities `x` against target 1: -log(x), log clamped at -100.
+
+    torch's own BCE, as the reference calls it: its backward stays finite at x = 0 (a class whose
+    probability underflows everywhere), where autograd through ``-log(x).clamp(...)`` gives
+    0 * inf = NaN. Run outside autocast, which refuses BCE on probabilities.
+    """
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x = x.float()
+        return F.binary_cross_entropy(x, torch.ones_like(x), reduction="none")
 
 
 def _safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
