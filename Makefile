@@ -11,7 +11,7 @@ REQS := requirements/constraints.txt requirements/base.txt requirements/ros.txt 
 # Environment for everything that touches ROS: the venv is an ament prefix (ROS 2 from PyPI wheels).
 ROS_ENV := source scripts/ros_env.sh &&
 
-.PHONY: venv ros-build test test-fast lint demo bench clean
+.PHONY: venv ros-build test test-fast lint demo demo-weights bench clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,11 @@ test-fast: $(STAMP)
 
 demo: $(STAMP) ros-build
 	$(ROS_ENV) $(PY) -m sgn_ros demo --out demo_out
+
+# Reproduce sgn_ros/weights/sgn-l-synth.pth (synthetic data, stereo pseudo-LiDAR, training, export).
+# A GPU is strongly advised: see README "Bundled demo weights" for the run that made the shipped file.
+demo-weights: $(STAMP)
+	$(PY) -m sgn_ros.training.demo_weights --work-dir work_dirs/demo_weights
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(PY) $$b || exit 1; done

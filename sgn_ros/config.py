@@ -33,6 +33,10 @@ class ModelConfig:
     guidance: bool = True  # sparse voxel proposal guidance (the "one-stage guidance" model)
     guidance_channels: int = 8  # extra channels the proposal network hands to diffusion
     proposal_dims: tuple[int, ...] = (32, 48, 64, 80)  # 2D U-Net channels of the proposal net
+    # The reference freezes the stem + layer1 and every BatchNorm of an ImageNet-initialised
+    # ResNet. Training from scratch (no ImageNet file at hand) needs them to learn.
+    encoder_frozen_stages: int = 1  # 0: nothing frozen; 1: stem + layer1 (reference)
+    encoder_norm_eval: bool = True  # BatchNorms in eval mode with frozen affine (reference)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class TrainConfig:
     seed: int = 0
     pretrained_backbone: str | None = None  # torchvision ResNet .pth file
     max_iters_per_epoch: int = 0  # 0: the whole split (smoke tests use a few)
+    log_interval: int = 50  # iterations between logged (rank-averaged) loss means, as mmcv's log_config
 
 
 @dataclass(frozen=True)

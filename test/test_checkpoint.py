@@ -194,3 +194,32 @@ def test_convert_checkpoint_cli(tmp_path):
     assert prov["epoch"] == 31 and len(prov["source_sha256"]) == 64
     with pytest.raises(ValueError, match="already an sgn_ros checkpoint"):
         cli.main(["convert-checkpoint", str(dst), str(tmp_path / "again.pth")])
+
+
+def test_compact_checkpoint_round_trip(tmp_path):
+    """Shipping format: float16 parameters, ResNet layer4 (never run) left out; outputs stay close."""
+    from sgn_ros.config import load_config
+    from sgn_ros.model import build_model
+    from sgn_ros.model.checkpoint import load_model_weights, read_checkpoint, save_checkpoint
+
+    cfg = load_config("sgn-l", overrides={"grid": {"voxel_size": 1.6, "dims": [32, 32, 16]}})
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    full = save_checkpoint(tmp_path / "full.pth", model, cfg)
+    small = save_checkpoint(tmp_path / "small.pth", model, cfg, compact=True, recipe="test")
+    assert small.stat().st_size < 0.45 * full.stat().st_size
+    ck = read_checkpoint(small)
+    assert ck["omitted"] == ["encoder.layer4."] and not any(k.startswith("encoder.layer4.") for k in ck["model"])
+    assert ck["model"]["neck.fpn_convs.0.conv.weight"].dtype == torch.float16
+    assert ck["provenance"] == {"recipe": "test"}
+    torch.manual_seed(1)
+    other = build_model(cfg).eval()
+    load_model_weights(other, small)
+    for (k, a), b in zip(model.state_dict().items(), other.state_dict().values()):
+        if k.startswith("encoder.layer4."):
+            continue
+        torch.testing.assert_close(a.float(), b.float(), rtol=1e-3, atol=1e-3, msg=k)
+    # a file may not omit anything else
+    ck["omitted"] = ["guidance."]
+    with pytest.raises(ValueError, match="may only name"):
+        load_model_weights(other, ck)

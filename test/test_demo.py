@@ -25,7 +25,7 @@ TINY = ROOT / "test" / "configs" / "sgn_tiny.yaml"
 def test_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "sgn_ros", "demo", "--out", str(out), "--frames", "2", "--variant", str(TINY),
-           "--image-size", "96", "320", "--rate-hz", "1.0", "--timeout", "150"]
+           "--image-size", "96", "320", "--rate-hz", "1.0", "--timeout", "150", "--depth-source", "depth_image"]
     proc = subprocess.run(cmd, env=ros_environment(), capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "UNTRAINED" in proc.stderr + proc.stdout  # said plainly in the log

@@ -283,3 +283,20 @@ def test_full_size_sgn_l_forward():
     check_outputs(out, cfg, 1)
     assert out["ssc_logits"].shape == (1, 20, 256, 256, 32)
     assert torch.equal(out["seed_index"], expected_seeds(out["proposal_logits"]))
+
+
+def test_encoder_unfrozen_for_training_from_scratch():
+    """encoder_frozen_stages=0 / encoder_norm_eval=False (the synthetic demo recipe): the stem and
+    every BatchNorm learn, BatchNorm statistics update, and the unused layer4 stays frozen."""
+    torch.manual_seed(0)
+    cfg = small_config("sgn-l", encoder_frozen_stages=0, encoder_norm_eval=False)
+    model = build_model(cfg)
+    model.train()
+    assert model.encoder.bn1.training
+    before = model.encoder.bn1.running_mean.clone()
+    out = model(make_batch(cfg))
+    out["ssc_logits"].float().mean().backward()
+    assert model.encoder.conv1.weight.grad is not None and model.encoder.conv1.weight.grad.abs().sum() > 0
+    assert model.encoder.bn1.weight.grad is not None
+    assert not torch.equal(before, model.encoder.bn1.running_mean)
+    assert all(not p.requires_grad for p in model.encoder.layer4.parameters())

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -241,10 +241,21 @@ def _raise_if_problems(where: str, unknown: list[str], missing: list[str], missh
     raise ValueError(f"{where}: checkpoint does not match the model - " + " | ".join(parts))
 
 
-def _check_ours(state: Mapping[str, torch.Tensor], model: nn.Module, where: str) -> dict[str, torch.Tensor]:
+#: Name prefixes a compact checkpoint may leave out: modules kept only for the reference layout
+#: that forward never runs (ResNet layer4). Loading keeps the model's own tensors there.
+OMITTABLE_PREFIXES = ("encoder.layer4.",)
+
+
+def _check_ours(
+    state: Mapping[str, torch.Tensor], model: nn.Module, where: str, omitted: Sequence[str] = ()
+) -> dict[str, torch.Tensor]:
+    bad = [p for p in omitted if p not in OMITTABLE_PREFIXES]
+    if bad:
+        raise ValueError(f"{where}: 'omitted' may only name {OMITTABLE_PREFIXES}, got {bad}")
     own = model.state_dict()
     unknown = sorted(k for k in state if k not in own)
-    missing = sorted(k for k in own if k not in state)
+    missing = sorted(k for k in own if k not in state and not k.startswith(tuple(omitted)))
+    state = {**{k: v for k, v in own.items() if k.startswith(tuple(omitted))}, **state} if omitted else state
     misshaped = sorted(
         f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
         for k, v in state.items()
@@ -270,7 +281,7 @@ def load_model_weights(
         ckpt, where = read_checkpoint(path_or_dict, allow_unsafe=allow_unsafe), os.fspath(path_or_dict)
     kind = checkpoint_kind(ckpt)
     if kind == "sgn_ros":
-        state = _check_ours(ckpt["model"], model, where)
+        state = _check_ours(ckpt["model"], model, where, omitted=ckpt.get("omitted", ()))
     else:
         state = convert_reference_state_dict(
             ckpt.get("state_dict", ckpt), model, legacy_sparse_layout=legacy_sparse_layout, where=where
@@ -280,13 +291,16 @@ def load_model_weights(
 
 
 def save_checkpoint(
-    path: str | os.PathLike[str], model: nn.Module, config: Any, **provenance: Any
+    path: str | os.PathLike[str], model: nn.Module, config: Any, compact: bool = False, **provenance: Any
 ) -> Path:
     """Write our checkpoint atomically (temporary file in the same folder + os.replace).
 
     Args:
         model: the network (its state_dict, our names, is stored under ``model``).
         config: an `SGNConfig` (stored as ``config.to_dict()``) or a plain dict.
+        compact: for shipping weights: parameters in float16 (buffers such as BatchNorm
+            statistics stay float32), `OMITTABLE_PREFIXES` left out (listed under ``omitted``).
+            SGN-L shrinks from 50 MB to about 8 MB; loading casts back to the model's dtype.
         provenance: extra plain entries (e.g. ``source=...``, ``epoch=...``) stored under ``provenance``.
     """
     p = Path(path)
@@ -294,6 +308,15 @@ def save_checkpoint(
     cfg_dict = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "model": state, "config": cfg_dict}
+    if compact:
+        params = {name for name, _ in model.named_parameters()}
+        state = {
+            k: (v.half() if k in params and v.is_floating_point() else v)
+            for k, v in state.items()
+            if not k.startswith(OMITTABLE_PREFIXES)
+        }
+        payload["model"] = state
+        payload["omitted"] = list(OMITTABLE_PREFIXES)
     if provenance:
         payload["provenance"] = provenance
     fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)

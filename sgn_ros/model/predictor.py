@@ -78,8 +78,9 @@ class SSCPredictor:
     Args:
         cfg_or_variant: an `SGNConfig`, a variant name (``sgn-t`` / ``sgn-s`` / ``sgn-l``) or a YAML path.
         dataset: ``semantickitti`` or ``kitti360`` (used when a name / path is given).
-        checkpoint: weights file (ours or a converted reference checkpoint); None keeps the random
-            initialisation (useful for tests and timing only).
+        checkpoint: weights file (ours or a converted reference checkpoint); None loads the
+            bundled weights of the config when it has some (sgn_ros.weights: `sgn-l-synth`, trained
+            on the synthetic world only), else keeps the random initialisation (tests, timing).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...; None picks CUDA when present, else CPU.
         fp16: run the network under float16 autocast. CUDA only: on CPU it raises ValueError
             (CPU float16 kernels are slow or missing; silently running float32 would hide a
@@ -107,6 +108,15 @@ class SSCPredictor:
         self.fp16 = bool(fp16)
         self.grid = self.cfg.grid
         model = build_model(self.cfg)
+        #: where the weights came from: a path, "bundled:<file>" or "untrained"
+        self.weights_source = "untrained"
+        if checkpoint is None:
+            from sgn_ros.weights import SYNTHETIC_ONLY_NOTE, bundled_checkpoint
+
+            bundled = bundled_checkpoint(self.cfg.name)
+            if bundled is not None:
+                checkpoint = bundled
+                self.weights_source = f"bundled:{bundled.name} ({SYNTHETIC_ONLY_NOTE})"
         if checkpoint is not None:
             from sgn_ros.model.checkpoint import load_model_weights
 
@@ -114,6 +124,8 @@ class SSCPredictor:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"checkpoint: file not found: {path}")
             load_model_weights(model, path)
+            if self.weights_source == "untrained":
+                self.weights_source = path
         self.model = model.to(self.device).eval()
 
     @property

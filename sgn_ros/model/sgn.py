@@ -71,7 +71,12 @@ class SGN(nn.Module):
         d = m.embed_dims
         g = m.guidance_channels if m.guidance else 0
 
-        self.encoder = ResNetEncoder(depth=depth, frozen_stages=1)
+        self.encoder = ResNetEncoder(
+            depth=depth,
+            frozen_stages=m.encoder_frozen_stages,
+            norm_eval=m.encoder_norm_eval,
+            bn_requires_grad=not m.encoder_norm_eval,
+        )
         self.neck = FPNNeck(ENCODER_OUT_CHANNELS[depth], d)
         self.flosp = FLoSP(self.feature_grid, m.feature_stride)
         self.bottleneck = nn.Conv3d(d, d, 3, padding=1)

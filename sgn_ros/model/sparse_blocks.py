@@ -132,6 +132,18 @@ class SparseResBlock(spconv.SparseModule):
         )
 
     def forward(self, x: spconv.SparseConvTensor) -> spconv.SparseConvTensor:
+        if x.features.is_cuda:
+            # spconv's CUDA kernels find no algorithm for float16 features with float32 weights,
+            # which is what autocast hands over: the block runs in float32 with autocast off.
+            with torch.autocast("cuda", enabled=False):
+                return self._block(x.replace_feature(x.features.float()))
+        # A CUDA build of spconv defaults to implicit GEMM, which exists only on CUDA; the native
+        # gather-GEMM-scatter path works on both, so CPU tensors always take it.
+        for conv in (self.layers_in[0], self.layers[0], self.layers[3]):
+            conv.algo = spconv.ConvAlgo.Native
+        return self._block(x)
+
+    def _block(self, x: spconv.SparseConvTensor) -> spconv.SparseConvTensor:
         shortcut = self.layers_in(x)
         out = self.layers(x)
         return out.replace_feature(F.leaky_relu(shortcut.features + out.features, LEAKY_SLOPE))

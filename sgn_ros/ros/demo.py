@@ -142,9 +142,9 @@ def render_frame(image: np.ndarray, pred: np.ndarray, pred_grid: Any, gt: np.nda
     return picture
 
 
-def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l", checkpoint: str = "", device: str = "",
+def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l-synth", checkpoint: str = "", device: str = "",
              dataset: str = "semantickitti", image_size: tuple[int, int] | None = None, rate_hz: float = 2.0,
-             depth_source: str = "depth_image", seed: int = 0, timeout: float = 300.0) -> DemoResult:
+             depth_source: str = "stereo", seed: int = 0, timeout: float = 300.0) -> DemoResult:
     """Run the demo into `out` (created); see the module comment. Returns what was made."""
     import rclpy
     import rclpy.context
@@ -172,10 +172,19 @@ def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l", checkpoin
         log.info("demo: replacing the recording of an earlier run in %s", bag_dir)
         shutil.rmtree(bag_dir)
     result = DemoResult(out=out)
+    cfg = load_config(variant, dataset=dataset)
+    weights_note = f"checkpoint {checkpoint}"
+    if not checkpoint:
+        from sgn_ros.weights import SYNTHETIC_ONLY_NOTE, bundled_checkpoint
+
+        bundled = bundled_checkpoint(cfg.name)
+        if bundled is not None:
+            checkpoint = str(bundled)
+            weights_note = f"{bundled.name}: {SYNTHETIC_ONLY_NOTE}"
+            log.info("demo: %s", weights_note)
     untrained = not checkpoint
     if untrained:
         log.warning("demo: %s", UNTRAINED_NOTE)
-    cfg = load_config(variant, dataset=dataset)
     t0 = time.monotonic()
 
     # 1. the synthetic sequence (frames 0, 5, 10, ...: the ones with voxel labels)
@@ -307,7 +316,7 @@ def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l", checkpoin
     lat = np.array([f.latency_ms for f in result.frames])
     result.summary = {
         "untrained": untrained,
-        "note": UNTRAINED_NOTE if untrained else f"checkpoint {checkpoint}",
+        "note": UNTRAINED_NOTE if untrained else weights_note,
         "variant": str(variant),
         "depth_source": depth_source,
         "frames_requested": frames,
@@ -353,15 +362,17 @@ def _write_atomic(path: Path, text: str) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder (pictures, bag, summary)")
     parser.add_argument("--frames", type=int, default=3, help="labelled frames to predict (0, 5, 10, ...)")
-    parser.add_argument("--variant", default="sgn-l", help="sgn-t | sgn-s | sgn-l or a config YAML")
+    parser.add_argument("--variant", default="sgn-l-synth",
+                        help="sgn-l-synth (bundled weights) | sgn-t | sgn-s | sgn-l or a config YAML")
     parser.add_argument("--dataset", default="semantickitti", help="label set")
-    parser.add_argument("--checkpoint", default="", help="weights; without: UNTRAINED random weights")
+    parser.add_argument("--checkpoint", default="",
+                        help="weights; without: the variant's bundled weights, else UNTRAINED random weights")
     parser.add_argument("--device", default="", help="torch device for sgn_node (default: CUDA if available)")
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                         help="synthetic image size (default: KITTI's 376 x 1241)")
     parser.add_argument("--rate-hz", type=float, default=2.0,
                         help="kitti_player's highest rate; it also waits for each prediction before the next frame")
-    parser.add_argument("--depth-source", choices=("depth_image", "stereo"), default="depth_image",
+    parser.add_argument("--depth-source", choices=("depth_image", "stereo"), default="stereo",
                         help="sgn_node depth input: the synthetic depth maps or stereo from the image pair")
     parser.add_argument("--seed", type=int, default=0, help="synthetic world seed")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the node's predictions")
