@@ -55,7 +55,7 @@ def test_subm_conv_cpu_forward_backward_match_dense_conv3d():
     shape = (5, 4, 6)
     feats, coords = dense_all_active(shape, 3)
     feats.requires_grad_(True)
-    conv = spconv.SubMConv3d(3, 4, 3, bias=True)
+    conv = spconv.SubMConv3d(3, 4, 3, bias=True, algo=spconv.ConvAlgo.Native)  # CPU: native path (CUDA builds too)
     torch.nn.init.normal_(conv.weight)
     torch.nn.init.normal_(conv.bias)
     out = conv(spconv.SparseConvTensor(feats, coords, list(shape), 1))
@@ -86,7 +86,7 @@ def test_subm_conv_multithreaded_large_input_is_correct():
             idx = (torch.rand(shape, generator=g) < 0.5).nonzero()
             coords = torch.cat([torch.zeros(idx.shape[0], 1, dtype=torch.long), idx], 1).int()
             feats = torch.randn(idx.shape[0], 8, generator=g)
-            conv = spconv.SubMConv3d(8, 8, 3, bias=False)
+            conv = spconv.SubMConv3d(8, 8, 3, bias=False, algo=spconv.ConvAlgo.Native)
             with torch.no_grad():
                 conv.weight.normal_(generator=g)
                 out = conv(spconv.SparseConvTensor(feats, coords, list(shape), 1)).features
@@ -100,7 +100,7 @@ def test_subm_conv_multithreaded_large_input_is_correct():
 def test_conv1x1_reads_weight_memory_as_in_out():
     """spconv 2.x multiplies by weight memory viewed as (in, out) for 1x1x1 kernels (issue #450)."""
     feats, coords = dense_all_active((2, 2, 2), 3)
-    conv = spconv.SubMConv3d(3, 5, 1, bias=False)
+    conv = spconv.SubMConv3d(3, 5, 1, bias=False, algo=spconv.ConvAlgo.Native)
     torch.nn.init.normal_(conv.weight)
     out = conv(spconv.SparseConvTensor(feats, coords, [2, 2, 2], 1)).features
     torch.testing.assert_close(out, feats @ conv.weight.detach().reshape(3, 5))

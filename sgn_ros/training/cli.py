@@ -1,0 +1,122 @@
+# `sgn-ros train`: the command-line face of the trainer. The same command runs in one process or,
+# unchanged, under torchrun (`torchrun --nproc_per_node N -m sgn_ros train ...`), which sets
+# RANK / WORLD_SIZE / LOCAL_RANK; each process then trains on its shard of every epoch.
+"""Argument parsing for `sgn-ros train` and the `main` that runs a `Trainer`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sgn_ros.config import load_config
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["train.epochs=2", "grid.dims=[64,64,8]"]`` -> nested dict; values are parsed as YAML
+    (strings that read as a number, e.g. ``1e-4``, become floats).
+
+    Raises:
+        ValueError: an item without ``=`` or with an empty key, naming the item.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--override {item!r}: expected key.sub=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ValueError(f"--override {item!r}: empty key component")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--override {item!r}: value is not valid YAML: {e}") from None
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string; people mean the number
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--override {item!r}: {p!r} was already given a value")
+        node[parts[-1]] = value
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", required=True, help="variant (sgn-t, sgn-s, sgn-l) or config yaml")
+    parser.add_argument("--dataset-name", default=None, help="semantickitti or kitti360 (default: the config's)")
+    parser.add_argument("--data-root", required=True, help="dataset root (SemanticKITTI: the folder holding dataset/)")
+    parser.add_argument(
+        "--work-dir", default=None, help="checkpoints, train.log, tb/ (default: work_dirs/<config name>)"
+    )
+    parser.add_argument(
+        "--resume", nargs="?", const="", default=None, metavar="PATH",
+        help="continue a run exactly: from PATH, or from WORK_DIR/latest.pth when PATH is omitted",
+    )
+    parser.add_argument("--amp", action="store_true", help="mixed precision (float16 autocast + GradScaler; CUDA only)")
+    parser.add_argument("--max-epochs", type=int, default=None, help="train.epochs (also the cosine length)")
+    parser.add_argument(
+        "--override", nargs="+", default=None, metavar="KEY=VALUE",
+        help="config overrides, e.g. train.lr=1e-4 train.num_workers=0 'grid.dims=[64,64,8]'",
+    )
+    parser.add_argument("--train-sequences", nargs="+", default=None, help="train on these sequences, not the split's")
+    parser.add_argument("--val-sequences", nargs="+", default=None, help="validate on these sequences, not the split's")
+    parser.add_argument(
+        "--device", default=None, help="cpu or cuda (default: cuda when available; torchrun: cuda:LOCAL_RANK)"
+    )
+    parser.add_argument("--unsafe-load", action="store_true", help="torch.load(weights_only=False) for --resume")
+
+
+def build_config(args: argparse.Namespace):
+    """The SGNConfig of the command line (file, dataset, overrides, --amp, --max-epochs)."""
+    overrides = parse_overrides(args.override)
+    train = overrides.setdefault("train", {})
+    if args.amp:
+        train["amp"] = True
+    if args.max_epochs is not None:
+        if args.max_epochs < 1:
+            raise ValueError(f"--max-epochs must be >= 1, got {args.max_epochs}")
+        train["epochs"] = args.max_epochs
+    if not train:
+        overrides.pop("train")
+    return load_config(args.config, dataset=args.dataset_name, overrides=overrides or None)
+
+
+def run_training(args: argparse.Namespace):
+    """Build the config, join the torchrun job (if any), train; returns the finished `Trainer`."""
+    from sgn_ros.training.distributed import cleanup_distributed, init_distributed
+    from sgn_ros.training.trainer import Trainer, setup_logging
+
+    cfg = build_config(args)
+    work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / cfg.name
+    info = init_distributed(args.device)
+    try:
+        setup_logging(work_dir, info)
+        trainer = Trainer(
+            cfg,
+            args.data_root,
+            work_dir,
+            info=info,
+            resume=args.resume,
+            train_sequences=args.train_sequences,
+            val_sequences=args.val_sequences,
+            allow_unsafe_load=args.unsafe_load,
+        )
+        trainer.fit()
+    except Exception:
+        logging.getLogger("sgn_ros.training").exception("training failed (rank %d)", info.rank)
+        raise
+    finally:
+        cleanup_distributed()
+    return trainer
+
+
+def main(args: argparse.Namespace) -> int:
+    run_training(args)
+    return 0

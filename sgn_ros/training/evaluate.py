@@ -1,0 +1,242 @@
+# Network evaluation over a dataset split: used after every training epoch by the trainer and,
+# as `sgn-ros evaluate --checkpoint ...` ("mode 2", arguments declared in
+# sgn_ros/evaluation/cli.py), on its own — in one process or under torchrun, where every rank
+# scores its shard and the confusion matrices are summed (SSCMetrics.all_reduce).
+"""Run SGN over a split: SemanticKITTI-protocol metrics, pictures, optional submission export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from sgn_ros.config import SGNConfig, config_from_dict, load_config
+from sgn_ros.training.distributed import DistInfo, ShardSampler, cleanup_distributed, init_distributed
+
+log = logging.getLogger("sgn_ros.training.evaluate")
+
+
+# --------------------------------------------------------------------------- data
+def make_dataset(
+    cfg: SGNConfig,
+    root: str | os.PathLike[str],
+    split: str,
+    sequences: list[str] | None = None,
+) -> Dataset:
+    """The dataset reader of cfg.data.dataset for `split` (train / val / test).
+
+    `sequences` replaces the split's sequence list (e.g. ``["00"]`` for a synthetic world). Targets
+    are loaded where label files exist (the test split has none).
+    """
+    if cfg.data.dataset == "semantickitti":
+        from sgn_ros.data.semantic_kitti import SemanticKittiDataset
+
+        return SemanticKittiDataset(root, cfg, split, sequences=sequences)
+    if cfg.data.dataset == "kitti360":
+        from sgn_ros.data.kitti360 import Kitti360Dataset
+
+        return Kitti360Dataset(root, cfg, split, sequences=sequences)
+    raise ValueError(f"data.dataset: unknown dataset {cfg.data.dataset!r}")
+
+
+def make_eval_loader(dataset: Dataset, cfg: SGNConfig, info: DistInfo, max_samples: int = 0,
+                     num_workers: int | None = None) -> DataLoader:
+    """Sharded (no padding, no shuffling) loader of batch size 1, as the reference evaluates."""
+    from sgn_ros.data.collate import collate_ssc
+
+    sampler = ShardSampler(len(dataset), info.world_size, info.rank, limit=max_samples)
+    return DataLoader(
+        dataset,
+        batch_size=1,
+        sampler=sampler,
+        num_workers=cfg.train.num_workers if num_workers is None else num_workers,
+        collate_fn=collate_ssc,
+        pin_memory=info.device.type == "cuda",
+    )
+
+
+# --------------------------------------------------------------------------- the loop
+@dataclass
+class EvalResult:
+    """What `evaluate_model` returns (metrics identical on every rank)."""
+
+    metrics: dict[str, Any]
+    num_samples: int  # over all ranks
+    has_targets: bool
+    pictures: list[tuple[str, np.ndarray]] = field(default_factory=list)  # rank 0: (name, (H, W, 3) uint8)
+
+
+def bev_picture(pred: np.ndarray, target: np.ndarray | None, colors: np.ndarray) -> np.ndarray:
+    """Bird's-eye views of prediction and ground truth side by side, (H, W, 3) uint8.
+
+    `pred`, `target`: (X, Y, Z) training ids (255 = not drawn).
+    """
+    from sgn_ros.viz.render import render_bev, side_by_side
+
+    views = [render_bev(pred.astype(np.uint8), colors)]
+    titles = ["prediction"]
+    if target is not None:
+        views.append(render_bev(target.astype(np.uint8), colors))
+        titles.append("ground truth")
+    return side_by_side(views, titles)
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module,
+    loader: DataLoader,
+    cfg: SGNConfig,
+    info: DistInfo,
+    amp: bool = False,
+    export_dir: str | os.PathLike[str] | None = None,
+    num_pictures: int = 0,
+    progress: bool = True,
+) -> EvalResult:
+    """Predict every sample of `loader` (this rank's shard) and score by the SemanticKITTI protocol.
+
+    Collective under torch.distributed (every rank must call it): confusion matrices and sample
+    counts are summed over ranks. The prediction is argmax over classes of ``ssc_logits``
+    (B, C, X, Y, Z); voxels whose target is 255 are not scored.
+
+    Args:
+        model: the bare SGN (not DDP-wrapped: ranks may hold different numbers of samples).
+        amp: float16 autocast (CUDA only).
+        export_dir: also write each prediction in submission format under this folder.
+        num_pictures: rank 0 renders this many prediction/ground-truth BEV pictures.
+    """
+    from sgn_ros.evaluation.export import write_prediction
+    from sgn_ros.evaluation.metrics import SSCMetrics
+    from sgn_ros.labels import load_label_set
+
+    label_set = load_label_set(cfg.data.label_config)
+    metrics = SSCMetrics(cfg.num_classes, label_set.names)
+    was_training = model.training
+    model.eval()
+    device = info.device
+    n_local = 0
+    n_targets = 0
+    pictures: list[tuple[str, np.ndarray]] = []
+    ctx = torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp)
+    for batch in tqdm(loader, desc="evaluate", unit="sample", disable=not (progress and info.is_main), leave=False):
+        batch = batch.to(device, non_blocking=True)
+        with ctx:
+            out = model(batch)
+        pred = out["ssc_logits"].argmax(dim=1)  # (B, X, Y, Z)
+        if batch.target is not None:
+            metrics.update(pred, batch.target)
+            n_targets += pred.shape[0]
+        n_local += pred.shape[0]
+        need_host = export_dir is not None or (info.is_main and len(pictures) < num_pictures)
+        if need_host:
+            pred_np = pred.to(torch.uint8).cpu().numpy()
+            tgt_np = None if batch.target is None else batch.target.cpu().numpy()
+            for b in range(pred_np.shape[0]):
+                meta = (batch.meta or [{}] * pred_np.shape[0])[b]
+                if export_dir is not None:
+                    write_prediction(export_dir, meta["sequence"], meta["frame_id"], pred_np[b], label_set)
+                if info.is_main and len(pictures) < num_pictures:
+                    tgt = None if tgt_np is None else tgt_np[b].astype(np.uint8)  # 255 stays 255: not drawn
+                    name = f"bev_{meta.get('sequence', 'seq')}_{meta.get('frame_id', len(pictures))}"
+                    pictures.append((name, bev_picture(pred_np[b], tgt, label_set.colors_rgb)))
+    counts = torch.tensor([n_local, n_targets], dtype=torch.int64, device=device)
+    if info.distributed:
+        torch.distributed.all_reduce(counts)
+        metrics.all_reduce()
+    n_total, n_with_targets = (int(v) for v in counts.cpu().tolist())
+    scores = metrics.compute() if n_with_targets else {}
+    if was_training:
+        model.train()
+    return EvalResult(metrics=scores, num_samples=n_total, has_targets=n_with_targets > 0, pictures=pictures)
+
+
+def format_metrics(scores: dict[str, Any], class_names: list[str] | tuple[str, ...]) -> str:
+    """The metrics table (percent) of `SSCMetrics.compute` output; a note when nothing was scored."""
+    from sgn_ros.evaluation.metrics import format_table
+
+    if not scores:
+        return "(no ground truth: nothing scored)"
+    return format_table(scores, class_names)
+
+
+# --------------------------------------------------------------------------- `sgn-ros evaluate --checkpoint`
+def _load_for_evaluation(args: argparse.Namespace) -> tuple[SGNConfig, dict[str, Any] | None]:
+    """The config to build the network with, and the checkpoint dict if it is an sgn_ros one."""
+    path = Path(args.checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"--checkpoint: file not found: {path}")
+    cfg = load_config(args.config, dataset=getattr(args, "dataset_name", None))
+    unsafe = bool(getattr(args, "unsafe_load", False))
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=not unsafe)
+    except Exception as e:
+        raise ValueError(
+            f"--checkpoint {path}: cannot load with torch.load(weights_only=True) ({e}); "
+            "if you trust the file, allow full unpickling with --unsafe-load"
+        ) from e
+    if isinstance(ck, dict) and isinstance(ck.get("config"), dict) and "model" in ck:
+        stored = config_from_dict(ck["config"], where=str(path))
+        if stored.to_dict() != cfg.to_dict():
+            log.info("%s carries its own config (%s): it defines the network and data settings (--config %s "
+                     "not used)", path, stored.name, args.config)
+        cfg = stored
+    return cfg, ck
+
+
+def run_network_evaluation(args: argparse.Namespace) -> int:
+    """`sgn-ros evaluate --checkpoint CKPT --data-root ROOT [--config ...] [--split val] [--export DIR]
+    [--json OUT]`: score a trained network on a split (one process or torchrun)."""
+    from sgn_ros.evaluation.cli import scores_for_output
+    from sgn_ros.labels import load_label_set
+    from sgn_ros.model import build_model
+    from sgn_ros.training.trainer import resolve_amp, setup_logging
+
+    if not args.data_root:
+        raise ValueError("sgn-ros evaluate --checkpoint: --data-root is required")
+    info = init_distributed(args.device)
+    setup_logging(None, info)
+    try:
+        cfg, ck = _load_for_evaluation(args)
+        model = build_model(cfg)
+        _load_weights(model, ck, args.checkpoint)
+        model.to(info.device)
+        amp = resolve_amp(bool(getattr(args, "fp16", False)), info.device)
+        sequences = getattr(args, "sequences", None)
+        dataset = make_dataset(cfg, args.data_root, args.split, sequences=sequences)
+        loader = make_eval_loader(dataset, cfg, info, max_samples=int(getattr(args, "max_samples", 0) or 0),
+                                  num_workers=getattr(args, "num_workers", None))
+        result = evaluate_model(model, loader, cfg, info, amp=amp, export_dir=args.export, progress=True)
+        label_set = load_label_set(cfg.data.label_config)
+        if info.is_main:
+            sys.stdout.write(f"{cfg.name} on {cfg.data.dataset} {args.split}: {result.num_samples} sample(s)\n")
+            sys.stdout.write(format_metrics(result.metrics, label_set.names) + "\n")
+            if args.export:
+                sys.stdout.write(f"predictions written under {args.export}\n")
+            if args.json:
+                if not result.has_targets:
+                    raise ValueError(f"--json: split {args.split!r} has no ground truth to score")
+                out = Path(args.json)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(scores_for_output(result.metrics, label_set), indent=2) + "\n")
+                os.replace(tmp, out)
+        return 0
+    finally:
+        cleanup_distributed()
+
+
+def _load_weights(model: nn.Module, ck: dict[str, Any] | None, path: str) -> None:
+    """Load model weights from an sgn_ros (training) checkpoint or a released reference one."""
+    from sgn_ros.model.checkpoint import load_model_weights
+
+    load_model_weights(model, ck if ck is not None else path)
