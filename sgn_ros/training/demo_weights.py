@@ -80,8 +80,8 @@ def export_weights(checkpoint: Path, out: Path, provenance: dict) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sgn_ros.training.demo_weights", description=__doc__)
     ap.add_argument("--work-dir", default="work_dirs/demo_weights", type=Path)
-    ap.add_argument("--frames", type=int, default=100, help="frames per training sequence (a label every 5th)")
-    ap.add_argument("--val-frames", type=int, default=60, help="frames of the held-out sequence 08")
+    ap.add_argument("--frames", type=int, default=75, help="frames per training sequence (a label every 5th)")
+    ap.add_argument("--val-frames", type=int, default=40, help="frames of the held-out sequence 08")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", type=Path, default=Path("sgn_ros/weights/sgn-l-synth.pth"))
     ap.add_argument("--skip-data", action="store_true", help="reuse WORK_DIR/data as it is")
