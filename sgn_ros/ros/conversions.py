@@ -21,7 +21,7 @@ import numpy as np
 
 from sgn_ros.grid import VoxelGrid
 from sgn_ros.labels import IGNORE_LABEL
-from sgn_ros.model.preprocessing import check_intrinsics, crop_or_pad, resize_image
+from sgn_ros.model.preprocessing import check_intrinsics, check_transform, crop_or_pad, resize_image
 
 __all__ = [
     "IMAGE_ENCODINGS",
@@ -338,12 +338,7 @@ def xyz_rpy_to_matrix(values: Sequence[float]) -> np.ndarray:
         T[:3, 3] = v[:3]
     else:
         raise ValueError(f"transform: expected 6 values (x y z roll pitch yaw) or 16 (4x4), got {v.size}")
-    if not np.all(np.isfinite(T)) or not np.allclose(T[3], (0, 0, 0, 1)):
-        raise ValueError(f"transform: not a finite homogeneous 4x4 matrix: {T.tolist()}")
-    R = T[:3, :3]
-    if not np.allclose(R @ R.T, np.eye(3), atol=1e-3):
-        raise ValueError(f"transform: rotation block is not orthonormal: {R.tolist()}")
-    return T
+    return check_transform(T, "transform")
 
 
 def rotation_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
