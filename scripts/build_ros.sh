@@ -43,7 +43,9 @@ if [[ $use_venv == 1 ]]; then
   NP_INC="$("$PY" -c 'import os, numpy; print(os.path.realpath(numpy.get_include()))')"
   MARKER="$VENV/.sgn_ros_cmake_include_rewrite"
   WANT="$PY_INC;$NP_INC"
-  if [[ ! -f "$MARKER" || "$(cat "$MARKER")" != "$WANT" ]]; then
+  # Also when wheels installed after the last rewrite still name the wheel builder's paths.
+  if [[ ! -f "$MARKER" || "$(cat "$MARKER")" != "$WANT" ]] \
+     || grep -rqE --include='*.cmake' '/opt/python/cp[0-9]+' "$VENV/share" 2>/dev/null; then
     log "rewriting Python include paths in $VENV/share/**/*.cmake -> $PY_INC, $NP_INC"
     sed_args=(
       -e "s#/opt/python/cp[0-9]+-cp[0-9]+t?/lib/python[0-9.]+t?/site-packages/numpy/(_core|core)/include#${NP_INC}#g"
