@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from sgn_ros.data import kitti_io
+from sgn_ros.fileio import atomic_path
 from sgn_ros.grid import VoxelGrid
 from sgn_ros.labels import IGNORE_LABEL, LabelSet
 
@@ -96,14 +96,9 @@ def downsample_labels(labels: np.ndarray, factor: int = 2) -> np.ndarray:
 
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path, fsync=False) as tmp:
+        with open(tmp, "wb") as f:
             np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def preprocess_frame(

@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import multiprocessing
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from tqdm import tqdm
 from sgn_ros.data import kitti_io
 from sgn_ros.data.labels_preprocess import preprocess_frame
 from sgn_ros.data.semantic_kitti import camera2_to_lidar
+from sgn_ros.fileio import atomic_path
 from sgn_ros.grid import DEFAULT_GRID
 from sgn_ros.labels import load_label_set
 
@@ -66,17 +65,12 @@ def run_jobs(fn: Callable, jobs: list, workers: int, desc: str) -> list:
 
 def _atomic_tofile(path: Path, array: np.ndarray, npy: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path, fsync=False) as tmp:
+        with open(tmp, "wb") as f:
             if npy:
                 np.save(f, array)
             else:
                 f.write(array.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------- labels

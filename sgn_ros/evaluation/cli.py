@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from sgn_ros.data import kitti_io
 from sgn_ros.data.common import normalize_split
 from sgn_ros.data.labels_preprocess import completion_remap_lut
 from sgn_ros.evaluation.metrics import SSCMetrics, format_table
+from sgn_ros.fileio import atomic_path
 from sgn_ros.grid import DEFAULT_GRID, VoxelGrid
 from sgn_ros.labels import IGNORE_LABEL, LabelSet, load_label_set
 
@@ -60,14 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_path(path, fsync=False) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def evaluation_pairs(dataset: Path, predictions: Path, sequences: list[str]) -> list[tuple[Path, Path]]:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from sgn_ros.data.kitti_io import DataFormatError
+from sgn_ros.fileio import atomic_path
 from sgn_ros.labels import LabelSet, load_label_set
 
 PathLike = str | os.PathLike[str]
@@ -30,14 +30,9 @@ def prediction_path(root: PathLike, sequence: str | int, frame_id: str | int) ->
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path, fsync=False) as tmp:
+        with open(tmp, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_prediction(
@@ -126,9 +121,7 @@ def make_submission_zip(
                 raise DataFormatError(f"{f}: expected {expected} bytes (uint16 per voxel), got {f.stat().st_size}")
             members.append((f"sequences/{seq}/predictions/{f.name}", f))
     zip_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=zip_path.parent, prefix=zip_path.name, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(zip_path, fsync=False) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
             z.writestr("sequences/", b"")
             for seq in sequences:
@@ -138,10 +131,6 @@ def make_submission_zip(
                 z.write(f, name)
             if description:
                 z.writestr("description.txt", description)
-        os.replace(tmp, zip_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return zip_path
 
 

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from sgn_ros.fileio import atomic_path
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -319,15 +320,8 @@ def save_checkpoint(
         payload["omitted"] = list(OMITTABLE_PREFIXES)
     if provenance:
         payload["provenance"] = provenance
-    fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_path(p, fsync=False) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return p
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sgn_ros.fileio import atomic_path
 from sgn_ros.labels import IGNORE_LABEL
 from sgn_ros.ros.processes import REPO_ROOT, ros_environment, start_node, stop_process
 
@@ -354,9 +355,8 @@ def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l-synth", che
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path, fsync=False) as tmp:
+        tmp.write_text(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

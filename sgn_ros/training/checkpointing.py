@@ -21,13 +21,13 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from sgn_ros.fileio import atomic_path, fsync_dir
 from sgn_ros.model.checkpoint import CHECKPOINT_FORMAT  # our model-checkpoint format tag
 
 LATEST_NAME = "latest.pth"
@@ -35,66 +35,22 @@ BEST_NAME = "best.pth"
 
 
 # --------------------------------------------------------------------------- atomic file writes
-def _default_file_mode() -> int:
-    """0o666 minus the process umask: what open() would have given (mkstemp makes files 0o600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. platforms without directory descriptors
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """`torch.save(obj)` to `path` atomically: tmp file in the same dir, fsync, os.replace."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path, fsync=True, sync_dir=True) as tmp:
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
     return path
 
 
 def atomic_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
     """Copy a file atomically (tmp file beside `dst`, fsync, os.replace)."""
     src, dst = Path(src), Path(dst)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+    with atomic_path(dst, fsync=True, sync_dir=True) as tmp:
+        with open(tmp, "wb") as out, open(src, "rb") as inp:
             shutil.copyfileobj(inp, out, length=16 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, _default_file_mode())
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(dst.parent)
     return dst
 
 
@@ -107,13 +63,15 @@ def point_latest(work_dir: str | os.PathLike[str], target: str | os.PathLike[str
     work_dir = Path(work_dir)
     link = work_dir / LATEST_NAME
     target = Path(target)
+    # A symlink, not a written file, so not `atomic_path` (which yields a regular file); the
+    # temporary follows the same ``.<name>.*.tmp`` naming that `remove_stale_temporaries` sweeps.
     tmp = work_dir / f".{LATEST_NAME}.{os.getpid()}.tmp"
     try:
         if tmp.is_symlink() or tmp.exists():
             tmp.unlink()
         os.symlink(target.name, tmp)
         os.replace(tmp, link)
-        _fsync_dir(work_dir)
+        fsync_dir(work_dir)
     except OSError:
         if tmp.is_symlink():
             tmp.unlink()

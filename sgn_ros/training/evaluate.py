@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from sgn_ros.config import SGNConfig, config_from_dict, load_config
+from sgn_ros.fileio import atomic_path
 from sgn_ros.training.distributed import DistInfo, ShardSampler, cleanup_distributed, init_distributed
 
 log = logging.getLogger("sgn_ros.training.evaluate")
@@ -227,9 +228,8 @@ def run_network_evaluation(args: argparse.Namespace) -> int:
                     raise ValueError(f"--json: split {args.split!r} has no ground truth to score")
                 out = Path(args.json)
                 out.parent.mkdir(parents=True, exist_ok=True)
-                tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-                tmp.write_text(json.dumps(scores_for_output(result.metrics, label_set), indent=2) + "\n")
-                os.replace(tmp, out)
+                with atomic_path(out, fsync=False) as tmp:
+                    tmp.write_text(json.dumps(scores_for_output(result.metrics, label_set), indent=2) + "\n")
         return 0
     finally:
         cleanup_distributed()

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from sgn_ros.config import SGNConfig
+from sgn_ros.fileio import atomic_path
 from sgn_ros.training import checkpointing as ckpt_io
 from sgn_ros.training.distributed import (
     DistInfo,
@@ -108,12 +109,9 @@ def find_encoder(model: nn.Module) -> nn.Module:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path, fsync=True) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
 
 
 def resolve_amp(requested: bool, device: torch.device) -> bool:

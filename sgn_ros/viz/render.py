@@ -9,12 +9,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from sgn_ros.fileio import atomic_path
 from sgn_ros.grid import VoxelGrid
 
 IGNORE = 255  # training id that is never drawn
@@ -210,13 +210,7 @@ def save_png(path: str | os.PathLike[str], image: np.ndarray) -> Path:
         raise ValueError(f"save_png({path}): need uint8 (H, W), (H, W, 3) or (H, W, 4), got {a.dtype} {a.shape}")
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(out, fsync=False) as tmp:
+        with open(tmp, "wb") as f:
             Image.fromarray(a).save(f, format="PNG")
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return out

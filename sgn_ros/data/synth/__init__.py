@@ -25,7 +25,6 @@ scene, render.py for images and depth, voxelize.py for the voxel files.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from sgn_ros.data import kitti_io
 from sgn_ros.data.synth.render import CameraRender, render_view
 from sgn_ros.data.synth.voxelize import VoxelFrame, voxelize_frame
 from sgn_ros.data.synth.world import KITTI_IMAGE_SIZE, SynthWorld, kitti_calibration
+from sgn_ros.fileio import atomic_path
 from sgn_ros.grid import DEFAULT_GRID
 
 __all__ = ["generate_sequence", "SynthWorld", "CameraRender", "VoxelFrame", "render_view", "voxelize_frame",
@@ -47,15 +47,8 @@ VOXEL_EVERY = 5  # SemanticKITTI stores voxel ground truth for every 5th frame
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a temporary file beside `path`, then move it over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path, fsync=False) as tmp:
+        write(tmp)
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
