@@ -118,6 +118,8 @@ class SSCDataset(Dataset):
 
     #: subclasses: name of the dataset in messages
     dataset_name = "ssc"
+    #: subclasses: folder below `root` that the layout must have (checked first, named if missing)
+    required_dir = ""
 
     def __init__(
         self,
@@ -129,6 +131,8 @@ class SSCDataset(Dataset):
         load_points: bool = True,
     ) -> None:
         self.root = Path(root)
+        if self.required_dir and not (self.root / self.required_dir).is_dir():
+            raise FileNotFoundError(f"{self.dataset_name}: missing directory {self.root / self.required_dir}")
         self.cfg = cfg
         self.grid = cfg.grid
         self.split = normalize_split(split)

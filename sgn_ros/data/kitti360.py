@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sgn_ros.config import SGNConfig
-from sgn_ros.data.common import PathLike, SequenceInfo, SSCDataset
+from sgn_ros.data.common import SequenceInfo, SSCDataset
 from sgn_ros.data.kitti_io import DataFormatError
 
 #: rectified perspective camera 00: fx = fy, cx, cy in pixels (KITTI-360 calibration).
@@ -70,19 +69,7 @@ class Kitti360Dataset(SSCDataset):
     """
 
     dataset_name = "kitti360"
-
-    def __init__(
-        self,
-        root: PathLike,
-        cfg: SGNConfig,
-        split: str,
-        sequences: list[str] | None = None,
-        preprocess_root: PathLike | None = None,
-        load_points: bool = True,
-    ) -> None:
-        if not (Path(root) / "data_2d_raw").is_dir():
-            raise FileNotFoundError(f"kitti360: missing directory {Path(root) / 'data_2d_raw'}")
-        super().__init__(root, cfg, split, sequences, preprocess_root, load_points)
+    required_dir = "data_2d_raw"
 
     def default_preprocess_root(self) -> Path:
         return self.root / "preprocess"

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sgn_ros.config import SGNConfig
 from sgn_ros.data import kitti_io
-from sgn_ros.data.common import PathLike, SequenceInfo, SSCDataset
+from sgn_ros.data.common import SequenceInfo, SSCDataset
 
 
 def camera2_to_lidar(calib: dict[str, np.ndarray]) -> np.ndarray:
@@ -43,19 +42,7 @@ class SemanticKittiDataset(SSCDataset):
     """
 
     dataset_name = "semantickitti"
-
-    def __init__(
-        self,
-        root: PathLike,
-        cfg: SGNConfig,
-        split: str,
-        sequences: list[str] | None = None,
-        preprocess_root: PathLike | None = None,
-        load_points: bool = True,
-    ) -> None:
-        if not (Path(root) / "dataset" / "sequences").is_dir():
-            raise FileNotFoundError(f"semantickitti: missing directory {Path(root) / 'dataset' / 'sequences'}")
-        super().__init__(root, cfg, split, sequences, preprocess_root, load_points)
+    required_dir = "dataset/sequences"
 
     def default_preprocess_root(self) -> Path:
         return self.root / "dataset"
