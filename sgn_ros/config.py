@@ -53,7 +53,7 @@ class DataConfig:
     image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     image_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     class_weights: tuple[float, ...] = ()
-    eval_range: float = 51.2  # metres; 25.6 / 12.8 evaluate the near range only
+    eval_range: float | None = None  # metres ahead; None = the whole grid; 25.6 / 12.8 = near range only
 
     @property
     def num_frames(self) -> int:

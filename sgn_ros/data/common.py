@@ -35,8 +35,9 @@ def normalize_split(split: str) -> str:
     return key
 
 
-def near_range_mask(grid: VoxelGrid, eval_range: float) -> np.ndarray | None:
-    """Bool (X, Y, Z) mask of voxels OUTSIDE the near range, or None for the full volume.
+def near_range_mask(grid: VoxelGrid, eval_range: float | None) -> np.ndarray | None:
+    """Bool (X, Y, Z) mask of voxels OUTSIDE the near range, or None for the full volume
+    (`eval_range` None or at least the grid's extent ahead).
 
     The reference evaluates 25.6 m / 12.8 m ranges by ignoring voxels beyond `eval_range` metres
     ahead of the sensor (x) and beyond eval_range / 2 to either side (y); the sensor sits at x = 0,
@@ -44,6 +45,8 @@ def near_range_mask(grid: VoxelGrid, eval_range: float) -> np.ndarray | None:
     y < 64 or y >= 192).
     """
     vs = grid.voxel_size
+    if eval_range is None:
+        return None
     if eval_range <= 0:
         raise ValueError(f"data.eval_range must be > 0 m, got {eval_range}")
     if eval_range >= grid.extent[0] - 1e-6:
