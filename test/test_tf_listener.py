@@ -195,3 +195,35 @@ def test_own_backend_time_reset_and_malformed_transforms() -> None:
     finally:
         node.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+@pytest.mark.ros
+def test_tf_from_a_rosbags_bag_deserialises_with_the_built_tf2_msgs(tmp_path) -> None:
+    """A bag written by rosbags (kitti-to-bag) with /tf and /tf_static: rclpy deserialises its
+    TFMessages with the tf2_msgs built here, and the tree they give is the sequence's."""
+    from rclpy.serialization import deserialize_message
+    from rosbags.rosbag2 import Reader
+    from tf2_msgs.msg import TFMessage
+
+    from sgn_ros.cli import main as cli_main
+    from sgn_ros.data.synth import generate_sequence
+    from sgn_ros.ros.kitti_sequence import KittiSequence
+    from sgn_ros.ros.tf_buffer import TransformBuffer
+    from sgn_ros.ros.tf_listener import add_transform_stamped, stamp_ns
+
+    seq_dir = generate_sequence(tmp_path, sequence="00", frames=3, seed=4, depth=False, image_size=(32, 96))
+    bag = tmp_path / "bag"
+    assert cli_main(["kitti-to-bag", "--sequence-dir", str(seq_dir), "--out", str(bag)]) == 0
+    buf, stamps = TransformBuffer(), []
+    with Reader(bag) as reader:
+        conns = [c for c in reader.connections if c.topic in ("/tf", "/tf_static")]
+        assert {c.msgtype for c in conns} == {"tf2_msgs/msg/TFMessage"}
+        for c, _, raw in reader.messages(connections=conns):
+            for ts in deserialize_message(bytes(raw), TFMessage).transforms:
+                assert add_transform_stamped(buf, ts, static=c.topic == "/tf_static")
+                stamps += [stamp_ns(ts)] if c.topic == "/tf" else []
+    seq = KittiSequence(seq_dir)
+    assert len(stamps) == 3
+    np.testing.assert_allclose(buf.lookup("velo_link", "camera_color_left", stamps[1]),
+                               np.linalg.inv(seq.lidar_to_camera("left")), atol=1e-9)
+    np.testing.assert_allclose(buf.lookup("odom", "velo_link", stamps[2]), seq.lidar_poses()[2], atol=1e-9)

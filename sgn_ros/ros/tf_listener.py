@@ -26,7 +26,9 @@ from sgn_ros.ros.tf_buffer import (
 __all__ = [
     "StaticTransformPublisher",
     "TFListener",
+    "add_transform_stamped",
     "matrix_to_transform_stamped",
+    "stamp_ns",
     "tf2_ros_available",
     "tf_qos",
     "transform_to_matrix",
@@ -56,6 +58,20 @@ def transform_to_matrix(transform: Any) -> np.ndarray:
     t, q = transform.translation, transform.rotation
     rot = _quat_normalise([q.x, q.y, q.z, q.w], "Transform")
     return _to_matrix(np.array([t.x, t.y, t.z], dtype=np.float64), rot)
+
+
+def stamp_ns(ts: Any) -> int:
+    """The header stamp of a TransformStamped in ns."""
+    return int(ts.header.stamp.sec) * 10**9 + int(ts.header.stamp.nanosec)
+
+
+def add_transform_stamped(buffer: TransformBuffer, ts: Any, static: bool) -> bool:
+    """Put a geometry_msgs/TransformStamped (rclpy's, or rosbags' deserialised one) into `buffer`;
+    False when it was too old for the cache. Raises ValueError on a malformed transform."""
+    t, q = ts.transform.translation, ts.transform.rotation
+    return buffer.set_transform(
+        ts.header.frame_id, ts.child_frame_id, stamp_ns(ts), [t.x, t.y, t.z], [q.x, q.y, q.z, q.w], static
+    )
 
 
 def matrix_to_transform_stamped(parent: str, child: str, stamp_ns: int, T: np.ndarray) -> Any:
@@ -133,17 +149,14 @@ class TFListener:
     def _on_tf(self, msg: Any, static: bool) -> None:
         for ts in msg.transforms:
             try:
-                stamp = int(ts.header.stamp.sec) * 10**9 + int(ts.header.stamp.nanosec)
+                stamp = stamp_ns(ts)
                 if not static:
                     if self._newest_ns is not None and stamp < self._newest_ns - self.reset_ns:
                         self.buffer.clear(keep_static=True)
                         self.time_resets += 1
                         self._newest_ns = None
                     self._newest_ns = stamp if self._newest_ns is None else max(self._newest_ns, stamp)
-                t, q = ts.transform.translation, ts.transform.rotation
-                self.buffer.set_transform(
-                    ts.header.frame_id, ts.child_frame_id, stamp, [t.x, t.y, t.z], [q.x, q.y, q.z, q.w], static
-                )
+                add_transform_stamped(self.buffer, ts, static)
                 self.received += 1
             except (ValueError, TypeError, AttributeError) as e:
                 self.malformed += 1
@@ -176,7 +189,7 @@ class TFListener:
                     ts = self._tf2.lookup_transform(target, source, Time())
                 except tf2_ros.TransformException:
                     raise ExtrapolationError(target, source, str(e)) from None
-                latest = int(ts.header.stamp.sec) * 10**9 + int(ts.header.stamp.nanosec)
+                latest = stamp_ns(ts)
                 if abs(int(stamp_ns) - latest) > self.tolerance_ns:
                     raise ExtrapolationError(target, source, str(e)) from None
             else:
