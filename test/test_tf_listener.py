@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,6 +78,21 @@ def _odom_base(stamp_ns: int) -> np.ndarray:
     return _rt(0.1 + 0.4 * t, 0.0, [2.0 + 3.0 * t, -1.0 + 0.5 * t, 0.2])
 
 
+@pytest.fixture
+def ros():
+    """(environment of a private DDS domain, a node here on it, its executor); torn down after."""
+    env = ros_environment()
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
+    node = rclpy.create_node("test_tf_listener", context=ctx)
+    executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    yield env, node, executor
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.shutdown(context=ctx)
+
+
 def _spin_until(executor, cond, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -87,17 +103,12 @@ def _spin_until(executor, cond, timeout: float) -> bool:
 
 
 @pytest.mark.ros
-def test_listener_looks_up_static_and_moving_transforms_over_dds(tmp_path) -> None:
-    env = ros_environment()
+def test_listener_looks_up_static_and_moving_transforms_over_dds(ros) -> None:
+    env, node, executor = ros
     proc = subprocess.Popen(
-        [sys.executable, "-c", PUBLISHER, str(__import__("pathlib").Path(__file__).parent)],
+        [sys.executable, "-c", PUBLISHER, str(Path(__file__).parent)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
-    node = rclpy.create_node("test_tf_listener", context=ctx)
-    executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
     try:
         first = proc.stdout.readline().decode()
         assert "static sent" in first, first + proc.stdout.read().decode(errors="replace")
@@ -121,13 +132,10 @@ def test_listener_looks_up_static_and_moving_transforms_over_dds(tmp_path) -> No
         tf.close()
     finally:
         stop_process(proc)
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
 
 
 @pytest.mark.ros
-def test_listener_reads_kitti_player_tree(tmp_path) -> None:
+def test_listener_reads_kitti_player_tree(ros, tmp_path) -> None:
     """camera -> LiDAR (the default grid frame) and odom -> LiDAR from a kitti_player process."""
     from sgn_ros.data.synth import generate_sequence
     from sgn_ros.ros.kitti_sequence import KittiMessageBuilder, KittiSequence
@@ -135,12 +143,7 @@ def test_listener_reads_kitti_player_tree(tmp_path) -> None:
     seq_dir = generate_sequence(tmp_path, sequence="00", frames=4, seed=2, depth=False, image_size=(32, 96))
     seq = KittiSequence(seq_dir)
     builder = KittiMessageBuilder(seq)
-    env = ros_environment()
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
-    node = rclpy.create_node("test_tf_kitti", context=ctx)
-    executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
+    env, node, executor = ros
     tf = TFListener(node)
     proc = start_node("sgn_ros.ros.kitti_player", env, params={
         "sequence_dir": str(seq_dir), "dataset_stamps": True, "rate_hz": 20.0, "exit_when_done": False,
@@ -160,41 +163,32 @@ def test_listener_reads_kitti_player_tree(tmp_path) -> None:
         tf.close()
     finally:
         stop_process(proc)
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
 
 
 @pytest.mark.ros
-def test_own_backend_time_reset_and_malformed_transforms() -> None:
+def test_own_backend_time_reset_and_malformed_transforms(ros) -> None:
     """Bag loop on /tf: dynamic transforms are forgotten, the static tree stays; a zero quaternion
     is counted and skipped, the rest of its message is kept."""
     from tf2_msgs.msg import TFMessage
 
     from sgn_ros.ros.tf_listener import matrix_to_transform_stamped
 
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx, domain_id=int(ros_environment()["ROS_DOMAIN_ID"]))
-    node = rclpy.create_node("test_tf_reset", context=ctx)
-    try:
-        tf = TFListener(node, reset_threshold_s=2.0, use_tf2_ros=False)
-        tf._on_tf(TFMessage(transforms=[matrix_to_transform_stamped("base_link", "camera", 0, CAMERA)]), True)
-        for k in range(3):
-            stamp = EPOCH + 10 * 10**9 + k * STEP
-            tf._on_tf(TFMessage(transforms=[matrix_to_transform_stamped("odom", "base_link", stamp,
-                                                                        _odom_base(stamp))]), False)
-        assert tf.can_transform("odom", "camera", EPOCH + 10 * 10**9 + STEP)
-        bad = matrix_to_transform_stamped("odom", "other", EPOCH, np.eye(4))
-        bad.transform.rotation.w = 0.0
-        good = matrix_to_transform_stamped("odom", "base_link", EPOCH, _odom_base(EPOCH))
-        tf._on_tf(TFMessage(transforms=[bad, good]), False)  # 10 s back: the bag started again
-        assert tf.time_resets == 1 and tf.malformed == 1 and "quaternion" in tf.last_error
-        assert not tf.can_transform("odom", "camera", EPOCH + 10 * 10**9 + STEP)  # old data forgotten
-        np.testing.assert_allclose(tf.lookup("odom", "camera", EPOCH), _odom_base(EPOCH) @ CAMERA, atol=1e-9)
-        tf.close()
-    finally:
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
+    _, node, _ = ros
+    tf = TFListener(node, reset_threshold_s=2.0, use_tf2_ros=False)
+    tf._on_tf(TFMessage(transforms=[matrix_to_transform_stamped("base_link", "camera", 0, CAMERA)]), True)
+    for k in range(3):
+        stamp = EPOCH + 10 * 10**9 + k * STEP
+        tf._on_tf(TFMessage(transforms=[matrix_to_transform_stamped("odom", "base_link", stamp,
+                                                                    _odom_base(stamp))]), False)
+    assert tf.can_transform("odom", "camera", EPOCH + 10 * 10**9 + STEP)
+    bad = matrix_to_transform_stamped("odom", "other", EPOCH, np.eye(4))
+    bad.transform.rotation.w = 0.0
+    good = matrix_to_transform_stamped("odom", "base_link", EPOCH, _odom_base(EPOCH))
+    tf._on_tf(TFMessage(transforms=[bad, good]), False)  # 10 s back: the bag started again
+    assert tf.time_resets == 1 and tf.malformed == 1 and "quaternion" in tf.last_error
+    assert not tf.can_transform("odom", "camera", EPOCH + 10 * 10**9 + STEP)  # old data forgotten
+    np.testing.assert_allclose(tf.lookup("odom", "camera", EPOCH), _odom_base(EPOCH) @ CAMERA, atol=1e-9)
+    tf.close()
 
 
 @pytest.mark.ros

@@ -169,12 +169,7 @@ class TFListener:
             return self.buffer.lookup(target_frame, source_frame, stamp_ns)
         return self._lookup_tf2(target_frame, source_frame, stamp_ns)
 
-    def can_transform(self, target_frame: str, source_frame: str, stamp_ns: int | None = None) -> bool:
-        try:
-            self.lookup(target_frame, source_frame, stamp_ns)
-        except TransformError:
-            return False
-        return True
+    can_transform = TransformBuffer.can_transform  # True when `lookup` succeeds
 
     def _lookup_tf2(self, target: str, source: str, stamp_ns: int | None) -> np.ndarray:
         import tf2_ros
