@@ -80,11 +80,19 @@ if ! command -v colcon >/dev/null; then
   exit 1
 fi
 
+# --- tf2_msgs: no wheel exists; the wheel set-up builds a minimal one (ros_deps/tf2_msgs) ---------
+# Only there, and only when the environment has none: a ROS 2 installation's tf2_msgs (or a
+# future wheel) is never shadowed.
+BASE_PATHS=("$ROOT")
+if [[ $use_venv == 1 && ! -f "$VENV/share/tf2_msgs/package.xml" ]]; then
+  BASE_PATHS+=("$ROOT/ros_deps")
+fi
+
 # --- fast no-op: fingerprint of everything the build consumes ---------------------------------
 fingerprint() {
   {
-    echo "$PY" "$use_venv"
-    find package.xml CMakeLists.txt msg config launch sgn_ros \
+    echo "$PY" "$use_venv" "${BASE_PATHS[*]}"
+    find package.xml CMakeLists.txt msg config launch sgn_ros ros_deps \
          scripts/sgn_node scripts/kitti_player scripts/bag_player \
          -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 2>/dev/null \
       | sort -z | xargs -0 sha1sum
@@ -101,7 +109,7 @@ log "colcon build (python: $PY)"
 rm -f "$STAMP"
 mkdir -p "$ROOT/log"
 colcon --log-base "$ROOT/log" build \
-  --base-paths "$ROOT" \
+  --base-paths "${BASE_PATHS[@]}" \
   --build-base "$ROOT/build" \
   --install-base "$ROOT/install" \
   --cmake-args -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF \

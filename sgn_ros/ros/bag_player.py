@@ -3,7 +3,7 @@
 # Messages are read with `rosbags` and published as the serialized bytes they were recorded as,
 # at their recorded timing divided by `rate`, optionally driving /clock with the bag's time
 # (what `ros2 bag play --clock` does). Topics whose message package is not installed (e.g.
-# tf2_msgs under the PyPI wheels) are skipped with a warning. Publishers take the QoS the bag
+# tf2_msgs on a wheel set-up before scripts/build_ros.sh) are skipped with a warning. Publishers take the QoS the bag
 # recorded as offered: transient-local topics such as /tf_static stay latched.
 """rosbag2 replay node."""
 
