@@ -30,6 +30,7 @@ __all__ = [
     "CDR_LE_HEADER",
     "CdrWriter",
     "GridTables",
+    "flat_nonzero",
     "occupied_voxels",
     "surface_mask",
     "pointcloud2_bytes",
@@ -151,9 +152,15 @@ class GridTables:
         o = np.asarray(grid.origin, dtype=np.float64)
         self.axes64 = [o[a] + (np.arange(grid.dims[a], dtype=np.float64) + 0.5) * grid.voxel_size for a in range(3)]
         self.axes32 = [ax.astype(np.float32) for ax in self.axes64]
+        _, Y, Z = grid.dims
+        pow2 = (Y & (Y - 1)) == 0 and (Z & (Z - 1)) == 0
+        self._shifts = (Y.bit_length() - 1, Z.bit_length() - 1) if pow2 else None
 
     def ijk(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Flat C-order voxel indices -> (i, j, k)."""
+        if self._shifts is not None:  # power-of-two Y and Z (SemanticKITTI): shifts, not divisions
+            sy, sz = self._shifts
+            return flat >> (sy + sz), (flat >> sz) & ((1 << sy) - 1), flat & ((1 << sz) - 1)
         _, Y, Z = self.grid.dims
         ij, k = np.divmod(flat, Z)
         i, j = np.divmod(ij, Y)
@@ -169,7 +176,47 @@ class GridTables:
         return out
 
 
+    def transformed(self, flat: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """(M, 3) float64 centres in the frame of the 4x4 `T` (grid -> frame).
+
+        R c + t summed per axis from tables of R[:, a] * axis_a (no BLAS: a (M, 3) @ (3, 3) matmul
+        through OpenBLAS costs 2-90 ms on a loaded 2-core machine). Equal to `c @ R.T + t` up to
+        float64 rounding (BLAS may fuse multiply-adds), the same float32 values in practice.
+        """
+        T = np.asarray(T, dtype=np.float64)
+        i, j, k = self.ijk(flat)
+        out = self.axes64[0][:, None] * T[:3, 0]
+        out = out[i]
+        out += (self.axes64[1][:, None] * T[:3, 1])[j]
+        out += (self.axes64[2][:, None] * T[:3, 2])[k]
+        out += T[:3, 3]
+        return out
+
+
 _TABLES: dict[VoxelGrid, GridTables] = {}
+_POPCOUNT = np.array([bin(v).count("1") for v in range(256)], np.int64)
+_BIT_POSITIONS = np.zeros((256, 8), np.int64)  # [byte, n] = position of the n-th set bit
+for _v in range(256):
+    _p = [b for b in range(8) if _v >> b & 1]
+    _BIT_POSITIONS[_v, : len(_p)] = _p
+_BIT_POSITIONS = _BIT_POSITIONS.reshape(-1)
+
+
+def flat_nonzero(mask: np.ndarray) -> np.ndarray:
+    """np.flatnonzero of a bool array, ~2.5x faster on sparse masks (a few % set).
+
+    np.flatnonzero tests every element (6.5 ms for 2M voxels here); this packs the mask into bits
+    (one SIMD pass), finds the non-zero bytes (8x fewer elements) and expands each to its set bits
+    by table lookups, all on whole arrays.
+    """
+    bits = np.packbits(mask.reshape(-1), bitorder="little")
+    nzb = np.flatnonzero(bits != 0)
+    vals = bits[nzb].astype(np.int64)
+    cnt = _POPCOUNT[vals]
+    ends = np.cumsum(cnt)
+    total = int(ends[-1]) if len(ends) else 0
+    rank = np.arange(total, dtype=np.int64) - np.repeat(ends - cnt, cnt)
+    return np.repeat(nzb * 8, cnt) + _BIT_POSITIONS[np.repeat(vals * 8, cnt) + rank]
 
 
 def _tables(grid: VoxelGrid) -> GridTables:
@@ -200,7 +247,11 @@ def _keep_mask(labels: np.ndarray, confidence: np.ndarray | None, threshold: flo
 
 def surface_mask(keep: np.ndarray) -> np.ndarray:
     """Occupied voxels (bool (X, Y, Z)) with at least one free face: a 6-neighbour that is not
-    occupied or lies outside the grid. The others are hidden by their neighbours' opaque cubes."""
+    occupied or lies outside the grid. The others are hidden by their neighbours' opaque cubes.
+
+    Whole-volume version (seven passes over the grid); `occupied_voxels(surface_only=True)` tests
+    only the occupied voxels' neighbours, which is what the hot path uses.
+    """
     inner = np.zeros_like(keep)
     c = keep[1:-1, 1:-1, 1:-1]
     inner[1:-1, 1:-1, 1:-1] = (
@@ -208,6 +259,19 @@ def surface_mask(keep: np.ndarray) -> np.ndarray:
         & keep[1:-1, 1:-1, :-2] & keep[1:-1, 1:-1, 2:]
     )
     return keep & ~inner
+
+
+def _has_free_face(keep: np.ndarray, flat: np.ndarray, grid: VoxelGrid) -> np.ndarray:
+    """(M,) bool: which of the occupied voxels `flat` (of the mask `keep`) have a free face."""
+    dims = grid.dims
+    strides = (dims[1] * dims[2], dims[2], 1)
+    kf = keep.reshape(-1)
+    last = kf.size - 1
+    free = np.zeros(len(flat), bool)
+    for c, d, s in zip(_tables(grid).ijk(flat), dims, strides):
+        free |= (c == 0) | ~kf[np.maximum(flat - s, 0)]
+        free |= (c == d - 1) | ~kf[np.minimum(flat + s, last)]
+    return free
 
 
 def occupied_voxels(
@@ -226,9 +290,9 @@ def occupied_voxels(
     labels = np.asarray(labels)
     _check(labels, confidence, grid)
     keep = _keep_mask(labels, confidence, threshold)
+    flat = flat_nonzero(keep)
     if surface_only:
-        keep = surface_mask(keep)
-    flat = np.flatnonzero(keep)
+        flat = flat[_has_free_face(keep, flat, grid)]
     lab = labels.reshape(-1)[flat].astype(np.uint8)
     return flat, lab
 
@@ -282,9 +346,8 @@ def pointcloud2_bytes(
         rec[:, 0] = tab.axes32[0][i]
         rec[:, 1] = tab.axes32[1][j]
         rec[:, 2] = tab.axes32[2][k]
-    else:  # the float64 arithmetic of select_voxels, so that the float32 results are identical
-        T = np.asarray(transform, dtype=np.float64)
-        rec[:, :3] = tab.centres64(flat) @ T[:3, :3].T + T[:3, 3]
+    else:
+        rec[:, :3] = tab.transformed(flat, transform)
     c = colors.astype(np.uint32)
     packed = (c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]  # 0x00RRGGBB per class
     u = rec.view(np.uint32)
@@ -411,7 +474,7 @@ def _quantise(confidence: np.ndarray) -> np.ndarray:
         return np.clip(np.rint(conf * 255.0), 0, 255).astype(np.uint8)
     buf = np.multiply(conf, np.float32(255.0))
     buf += np.float32(12582912.0)
-    return buf.reshape(-1).view(np.uint8)[::4]  # low byte of each little-endian float32
+    return buf.reshape(-1).view(np.uint32).astype(np.uint8)  # the low byte of each float's bits
 
 
 def voxel_grid_bytes(
@@ -451,7 +514,7 @@ def voxel_grid_bytes(
     if confidence is not None and include_confidence:
         q = _quantise(confidence)
         w.u32(q.size)
-        w.raw(q if q.flags.c_contiguous else np.ascontiguousarray(q), q.size)
+        w.raw(q, q.size)
     else:
         w.u32(0)
     w.u32(len(class_names))
