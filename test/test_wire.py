@@ -221,6 +221,21 @@ def test_surface_only_keeps_every_visible_voxel(grid_name: str, kind: str) -> No
         assert got == want
 
 
+def test_shared_selection_gives_the_same_bytes() -> None:
+    """The node selects the occupied voxels once per frame for PointCloud2 and MarkerArray."""
+    grid = GRIDS["kitti_quarter"]
+    labels, conf = _prediction(grid, "random")
+    sel = wire.occupied_voxels(labels, grid, conf, 0.2)
+    assert wire.pointcloud2_bytes(labels, grid, LS.colors_rgb, STAMP, FRAME, conf, 0.2, selected=sel) == \
+        wire.pointcloud2_bytes(labels, grid, LS.colors_rgb, STAMP, FRAME, conf, 0.2)
+    for surface in (False, True):
+        assert wire.marker_array_bytes(labels, grid, LS.colors_rgb, STAMP, FRAME, conf, 0.2, selected=sel,
+                                       surface_only=surface) == \
+            wire.marker_array_bytes(labels, grid, LS.colors_rgb, STAMP, FRAME, conf, 0.2, surface_only=surface)
+    with pytest.raises(ValueError, match="selected: expected"):
+        wire.pointcloud2_bytes(labels, grid, LS.colors_rgb, selected=(sel[0], sel[1][:-1]))
+
+
 def test_bad_input_names_what() -> None:
     grid = GRIDS["small"]
     labels, conf = _prediction(grid, "random")

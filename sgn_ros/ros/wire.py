@@ -297,6 +297,18 @@ def occupied_voxels(
     return flat, lab
 
 
+def _selection(labels: np.ndarray, grid: VoxelGrid, confidence: np.ndarray | None, threshold: float,
+               selected: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    if selected is None:
+        return occupied_voxels(labels, grid, confidence, threshold)
+    _check(labels, confidence, grid)
+    flat, lab = selected
+    if len(flat) != len(lab) or (len(flat) and int(flat[-1]) >= grid.num_voxels):
+        raise ValueError(f"selected: expected (flat indices, labels) of one {grid.dims} prediction from "
+                         f"occupied_voxels, got {len(flat)} indices and {len(lab)} labels")
+    return np.asarray(flat), np.asarray(lab, dtype=np.uint8)
+
+
 def _quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
     # imported here, not at module level: conversions is a higher layer that may import this one
     from sgn_ros.ros.conversions import rotation_to_quaternion
@@ -326,15 +338,18 @@ def pointcloud2_bytes(
     threshold: float = 0.0,
     transform: np.ndarray | None = None,
     include_confidence: bool = True,
+    selected: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> bytes:
     """Serialized sensor_msgs/PointCloud2 of the occupied voxels, one point per voxel centre.
 
     Same message as `conversions.labels_to_pointcloud2` (fields x, y, z, rgb FLOAT32, label UINT32,
     confidence FLOAT32 when given and `include_confidence`; height 1, dense, little-endian), with
-    header (stamp = (sec, nanosec), frame_id). `transform`: 4x4 grid -> frame_id.
+    header (stamp = (sec, nanosec), frame_id). `transform`: 4x4 grid -> frame_id. `selected`: the
+    result of `occupied_voxels(labels, grid, confidence, threshold)` when the caller already has
+    it (the node shares one selection between PointCloud2 and MarkerArray).
     """
     labels = np.asarray(labels)
-    flat, lab = occupied_voxels(labels, grid, confidence, threshold)
+    flat, lab = _selection(labels, grid, confidence, threshold, selected)
     colors = np.asarray(colors_rgb, dtype=np.uint8)
     _check_colors(colors, lab)
     with_conf = confidence is not None and include_confidence
@@ -417,6 +432,7 @@ def marker_array_bytes(
     namespace: str = "ssc",
     alpha: float = 1.0,
     surface_only: bool = False,
+    selected: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[bytes, set[int]]:
     """Serialized visualization_msgs/MarkerArray: one CUBE_LIST per present class.
 
@@ -425,12 +441,18 @@ def marker_array_bytes(
     order, pose = `transform` (grid -> frame_id); a DELETE marker for each class of
     `previous_classes` that is absent now. `surface_only` (off by default) leaves out the cubes
     whose six faces all touch other cubes: RViz shows the same opaque scene from fewer points
-    (with alpha < 1 the hidden cubes would show through, so keep it off there).
+    (with alpha < 1 the hidden cubes would show through, so keep it off there). `selected`: as in
+    `pointcloud2_bytes` (without `surface_only`).
 
     Returns:
         (bytes, the set of class ids published now — pass it as `previous_classes` next time)
     """
-    flat, lab = occupied_voxels(labels, grid, confidence, threshold, surface_only)
+    flat, lab = _selection(labels, grid, confidence, threshold, selected)
+    if surface_only:
+        keep = np.zeros(grid.num_voxels, bool)
+        keep[flat] = True
+        free = _has_free_face(keep, flat, grid)
+        flat, lab = flat[free], lab[free]
     colors = np.asarray(colors_rgb, dtype=np.float64) / 255.0
     _check_colors(colors, lab)
     position, quat = _pose_of(transform)
