@@ -159,7 +159,7 @@ def test_header_strings_and_other_label_dtypes() -> None:
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in cast")  # NaN confidence, both versions
 def test_quantised_confidence_edge_values() -> None:
-    """The magic-number rounding equals np.rint at exact halves, 0 and 1; other inputs fall back."""
+    """Quantisation at exact halves, 0 and 1, and of NaN and out-of-range values, as today's."""
     grid = VoxelGrid(origin=(0.0, 0.0, 0.0), voxel_size=1.0, dims=(4, 8, 16), scales=(1,))
     halves = (np.arange(256, dtype=np.float32) + np.float32(0.5)) / np.float32(255.0)
     near = np.concatenate([np.nextafter(halves, 0), halves, np.nextafter(halves, 1)]).astype(np.float32)

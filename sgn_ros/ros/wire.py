@@ -483,20 +483,13 @@ def marker_array_bytes(
 
 # --------------------------------------------------------------------------- SemanticVoxelGrid
 def _quantise(confidence: np.ndarray) -> np.ndarray:
-    """Confidence -> uint8 round(255 * c) clipped to 0..255, as conversions.labels_to_voxel_grid.
-
-    For the usual input (float32, all in [0, 1]) the float32 "magic number" rounding is used: adding
-    1.5 * 2**23 to x * 255 (0 <= x * 255 <= 255) rounds it to an integer, half to even, exactly as
-    np.rint, and leaves that integer in the low byte of the float's bits — two passes instead of
-    four. Anything else (NaN, out of range, other dtypes) takes the straightforward path.
-    """
-    conf = np.asarray(confidence, dtype=np.float32)
-    lo, hi = (float(conf.min()), float(conf.max())) if conf.size else (0.0, 0.0)
-    if not (0.0 <= lo and hi <= 1.0):  # also catches NaN (comparisons false)
-        return np.clip(np.rint(conf * 255.0), 0, 255).astype(np.uint8)
-    buf = np.multiply(conf, np.float32(255.0))
-    buf += np.float32(12582912.0)
-    return buf.reshape(-1).view(np.uint32).astype(np.uint8)  # the low byte of each float's bits
+    """Confidence -> uint8 rint(255 * c) clipped to 0..255, as conversions.labels_to_voxel_grid,
+    computed in place in one float32 buffer (the temporaries of the plain expression cost as much
+    again on this machine)."""
+    buf = np.multiply(np.asarray(confidence, dtype=np.float32), np.float32(255.0))
+    np.rint(buf, out=buf)
+    np.clip(buf, 0, 255, out=buf)
+    return buf.astype(np.uint8).reshape(-1)
 
 
 def voxel_grid_bytes(
