@@ -5,7 +5,8 @@
 # Two scenes: the node_overhead bench's random ~5 % occupied grid (~105k voxels), and a synthetic
 # street (sgn_ros.data.synth ground truth: solid ground and buildings) where the markers' free-face
 # filter matters. Last, publish() of wire's bytes through Fast DDS to a subscriber in this process.
-# Times are medians (and minima: this machine is shared, medians wander) of --repeat runs.
+# Times: median / minimum wall time and median CPU time of --repeat runs (this machine is shared:
+# the wall-time medians wander with the load, the CPU times much less).
 # Run: source scripts/ros_env.sh && python bench/encoders.py [--repeat 15] [--no-dds]
 """Benchmark of the prediction outputs: conversions (message objects) versus wire (CDR bytes)."""
 
@@ -20,14 +21,17 @@ from collections.abc import Callable
 import numpy as np
 
 
-def _times_ms(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+def _times_ms(fn: Callable[[], object], repeat: int) -> tuple[float, float, float]:
+    """Median and minimum wall time, and median CPU time of this process (what the call costs
+    without the waiting for a core that a loaded machine adds), milliseconds."""
     fn()  # warm-up (tables, caches, imports)
-    t = []
+    t, cpu = [], []
     for _ in range(repeat):
-        s = time.perf_counter()
+        s, c = time.perf_counter(), time.process_time()
         fn()
         t.append(time.perf_counter() - s)
-    return 1000.0 * float(np.median(t)), 1000.0 * float(np.min(t))
+        cpu.append(time.process_time() - c)
+    return 1000.0 * float(np.median(t)), 1000.0 * float(np.min(t)), 1000.0 * float(np.median(cpu))
 
 
 def random_scene(grid, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +71,7 @@ def bench_scene(name: str, labels: np.ndarray, conf: np.ndarray, repeat: int) ->
     rows = []
 
     def row(output, old, new, note=""):
-        o, n = _times_ms(old, repeat) if old is not None else (None, None), _times_ms(new, repeat)
+        o, n = _times_ms(old, repeat) if old is not None else None, _times_ms(new, repeat)
         size = len(new())
         rows.append((name, occupied, output, o, n, size, note))
 
@@ -82,6 +86,19 @@ def bench_scene(name: str, labels: np.ndarray, conf: np.ndarray, repeat: int) ->
                                                               cache=cache)[0]),
         lambda: wire.marker_array_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf)[0],
         "today: Point objects cached")
+
+    def all_three():
+        sel = wire.occupied_voxels(labels, grid, conf)
+        return (wire.pointcloud2_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf, selected=sel)
+                + wire.marker_array_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf, selected=sel)[0]
+                + wire.voxel_grid_bytes(labels, grid, ls.names, ls.colors_rgb, stamp, "sgn_grid", conf))
+
+    def all_three_today():
+        serialize_message(conv.labels_to_pointcloud2(labels, grid, ls.colors_rgb, header, conf))
+        serialize_message(conv.labels_to_marker_array(labels, grid, ls.colors_rgb, header, conf, cache=cache)[0])
+        return serialize_message(conv.labels_to_voxel_grid(labels, grid, ls.names, ls.colors_rgb, header, conf))
+
+    row("all three", all_three_today, all_three, "wire: one shared voxel selection")
     surface = len(wire.occupied_voxels(labels, grid, conf, surface_only=True)[0])
     row("MarkerArray, surface_only", None,
         lambda: wire.marker_array_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf, surface_only=True)[0],
@@ -149,16 +166,18 @@ def main() -> int:
 
     ls = load_label_set("semantickitti")
     print(f"# prediction outputs, build + serialize, {DEFAULT_GRID.dims} grid ({os.uname().machine}, "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}), median / min of {args.repeat}\n")
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}), ms: wall median / wall min / CPU median "
+          f"of {args.repeat}\n")
     rows = bench_scene("random 5 %", *random_scene(DEFAULT_GRID, ls.num_classes), args.repeat)
     if not args.no_street:
         rows += bench_scene("synthetic street", *street_scene(DEFAULT_GRID, ls), args.repeat)
-    print("| scene | occupied | output | conversions + serialize_message ms | wire ms | speed-up | MiB | note |")
+    print("| scene | occupied | output | conversions + serialize_message | wire | speed-up (CPU) | MiB | note |")
     print("|---|---:|---|---:|---:|---:|---:|---|")
     for scene, occ, output, old, new, size, note in rows:
-        o = f"{old[0]:.1f} / {old[1]:.1f}" if old[0] is not None else "-"
-        x = f"{old[0] / new[0]:.0f}x" if old[0] is not None else "-"
-        print(f"| {scene} | {occ} | {output} | {o} | {new[0]:.1f} / {new[1]:.1f} | {x} | {size / 2**20:.2f} | {note} |")
+        o = " / ".join(f"{v:.1f}" for v in old) if old is not None else "-"
+        x = f"{old[2] / new[2]:.0f}x" if old is not None else "-"
+        n = " / ".join(f"{v:.1f}" for v in new)
+        print(f"| {scene} | {occ} | {output} | {o} | {n} | {x} | {size / 2**20:.2f} | {note} |")
     if not args.no_dds:
         print("\n| publish(wire bytes), subscriber in this process | ms median / min | received |")
         print("|---|---:|---:|")
