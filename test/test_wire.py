@@ -174,16 +174,6 @@ def test_quantised_confidence_edge_values() -> None:
                      "sgn_ros/msg/SemanticVoxelGrid")
 
 
-@pytest.mark.parametrize("density", [0.0, 0.01, 0.05, 0.5, 1.0])
-def test_flat_nonzero_matches_numpy(density: float) -> None:
-    rng = np.random.default_rng(3)
-    for n in (0, 1, 7, 8, 9, 1000, 4099):
-        m = rng.random(n) < density
-        np.testing.assert_array_equal(wire.flat_nonzero(m), np.flatnonzero(m))
-    m = rng.random((9, 7, 5)) < density
-    np.testing.assert_array_equal(wire.flat_nonzero(m), np.flatnonzero(m))
-
-
 def _slow_free_face(keep: np.ndarray) -> set[tuple[int, int, int]]:
     X, Y, Z = keep.shape
     out = set()

@@ -30,7 +30,6 @@ __all__ = [
     "CDR_LE_HEADER",
     "CdrWriter",
     "GridTables",
-    "flat_nonzero",
     "occupied_voxels",
     "surface_mask",
     "pointcloud2_bytes",
@@ -194,29 +193,6 @@ class GridTables:
 
 
 _TABLES: dict[VoxelGrid, GridTables] = {}
-_POPCOUNT = np.array([bin(v).count("1") for v in range(256)], np.int64)
-_BIT_POSITIONS = np.zeros((256, 8), np.int64)  # [byte, n] = position of the n-th set bit
-for _v in range(256):
-    _p = [b for b in range(8) if _v >> b & 1]
-    _BIT_POSITIONS[_v, : len(_p)] = _p
-_BIT_POSITIONS = _BIT_POSITIONS.reshape(-1)
-
-
-def flat_nonzero(mask: np.ndarray) -> np.ndarray:
-    """np.flatnonzero of a bool array, ~2.5x faster on sparse masks (a few % set).
-
-    np.flatnonzero tests every element (6.5 ms for 2M voxels here); this packs the mask into bits
-    (one SIMD pass), finds the non-zero bytes (8x fewer elements) and expands each to its set bits
-    by table lookups, all on whole arrays.
-    """
-    bits = np.packbits(mask.reshape(-1), bitorder="little")
-    nzb = np.flatnonzero(bits != 0)
-    vals = bits[nzb].astype(np.int64)
-    cnt = _POPCOUNT[vals]
-    ends = np.cumsum(cnt)
-    total = int(ends[-1]) if len(ends) else 0
-    rank = np.arange(total, dtype=np.int64) - np.repeat(ends - cnt, cnt)
-    return np.repeat(nzb * 8, cnt) + _BIT_POSITIONS[np.repeat(vals * 8, cnt) + rank]
 
 
 def _tables(grid: VoxelGrid) -> GridTables:
@@ -290,7 +266,7 @@ def occupied_voxels(
     labels = np.asarray(labels)
     _check(labels, confidence, grid)
     keep = _keep_mask(labels, confidence, threshold)
-    flat = flat_nonzero(keep)
+    flat = np.flatnonzero(keep)
     if surface_only:
         flat = flat[_has_free_face(keep, flat, grid)]
     lab = labels.reshape(-1)[flat].astype(np.uint8)
