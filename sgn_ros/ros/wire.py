@@ -174,7 +174,6 @@ class GridTables:
         out[:, 2] = self.axes64[2][k]
         return out
 
-
     def transformed(self, flat: np.ndarray, T: np.ndarray) -> np.ndarray:
         """(M, 3) float64 centres in the frame of the 4x4 `T` (grid -> frame).
 
