@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+# What each output of sgn_node costs, build + serialization, on a full 256 x 256 x 32 prediction:
+# sgn_ros.ros.conversions (rclpy message objects, then serialize_message, as publish() does) versus
+# sgn_ros.ros.wire (the serialized bytes written directly, which publish() sends as they are).
+# Two scenes: the node_overhead bench's random ~5 % occupied grid (~105k voxels), and a synthetic
+# street (sgn_ros.data.synth ground truth: solid ground and buildings) where the markers' free-face
+# filter matters. Last, publish() of wire's bytes through Fast DDS to a subscriber in this process.
+# Times: median / minimum wall time and median CPU time of --repeat runs (this machine is shared:
+# the wall-time medians wander with the load, the CPU times much less).
+# Run: source scripts/ros_env.sh && python bench/encoders.py [--repeat 15] [--no-dds]
+"""Benchmark of the prediction outputs: conversions (message objects) versus wire (CDR bytes)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+def _times_ms(fn: Callable[[], object], repeat: int) -> tuple[float, float, float]:
+    """Median and minimum wall time, and median CPU time of this process (what the call costs
+    without the waiting for a core that a loaded machine adds), milliseconds."""
+    fn()  # warm-up (tables, caches, imports)
+    t, cpu = [], []
+    for _ in range(repeat):
+        s, c = time.perf_counter(), time.process_time()
+        fn()
+        t.append(time.perf_counter() - s)
+        cpu.append(time.process_time() - c)
+    return 1000.0 * float(np.median(t)), 1000.0 * float(np.min(t)), 1000.0 * float(np.median(cpu))
+
+
+def random_scene(grid, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """As bench/node_overhead.py: ~5 % of the voxels occupied by random classes."""
+    rng = np.random.default_rng(0)
+    labels = np.zeros(grid.dims, np.uint8)
+    occ = rng.random(grid.dims) < 0.05
+    labels[occ] = rng.integers(1, num_classes, int(occ.sum()))
+    return labels, rng.random(grid.dims).astype(np.float32)
+
+
+def street_scene(grid, label_set) -> tuple[np.ndarray, np.ndarray]:
+    """Ground-truth voxels of frame 0 of the synthetic world (seed 0), in training ids."""
+    from sgn_ros.data.synth import SynthWorld
+    from sgn_ros.data.synth.voxelize import label_voxels
+
+    world = SynthWorld.generate(0, 1)
+    raw, _, _ = label_voxels(world, world.scene_at(world.frame_time(0)), world.lidar_pose(0), grid)
+    conf = np.random.default_rng(1).random(grid.dims).astype(np.float32)
+    return label_set.to_train_ids(raw), conf
+
+
+def bench_scene(name: str, labels: np.ndarray, conf: np.ndarray, repeat: int) -> list[tuple]:
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import Header
+
+    from sgn_ros.grid import DEFAULT_GRID as grid
+    from sgn_ros.labels import load_label_set
+    from sgn_ros.ros import conversions as conv
+    from sgn_ros.ros import wire
+
+    ls = load_label_set("semantickitti")
+    header = Header(frame_id="sgn_grid")
+    stamp = (header.stamp.sec, header.stamp.nanosec)
+    occupied = int(np.count_nonzero((labels != 0) & (labels != 255)))
+    cache = conv.MarkerPointCache(grid)
+    rows = []
+
+    def row(output, old, new, note=""):
+        o, n = _times_ms(old, repeat) if old is not None else None, _times_ms(new, repeat)
+        size = len(new())
+        rows.append((name, occupied, output, o, n, size, note))
+
+    row("PointCloud2",
+        lambda: serialize_message(conv.labels_to_pointcloud2(labels, grid, ls.colors_rgb, header, conf)),
+        lambda: wire.pointcloud2_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf))
+    row("SemanticVoxelGrid",
+        lambda: serialize_message(conv.labels_to_voxel_grid(labels, grid, ls.names, ls.colors_rgb, header, conf)),
+        lambda: wire.voxel_grid_bytes(labels, grid, ls.names, ls.colors_rgb, stamp, "sgn_grid", conf))
+    row("MarkerArray",
+        lambda: serialize_message(conv.labels_to_marker_array(labels, grid, ls.colors_rgb, header, conf,
+                                                              cache=cache)[0]),
+        lambda: wire.marker_array_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf)[0],
+        "today: Point objects cached")
+
+    def all_three():
+        sel = wire.occupied_voxels(labels, grid, conf)
+        return (wire.pointcloud2_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf, selected=sel)
+                + wire.marker_array_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf, selected=sel)[0]
+                + wire.voxel_grid_bytes(labels, grid, ls.names, ls.colors_rgb, stamp, "sgn_grid", conf))
+
+    def all_three_today():
+        serialize_message(conv.labels_to_pointcloud2(labels, grid, ls.colors_rgb, header, conf))
+        serialize_message(conv.labels_to_marker_array(labels, grid, ls.colors_rgb, header, conf, cache=cache)[0])
+        return serialize_message(conv.labels_to_voxel_grid(labels, grid, ls.names, ls.colors_rgb, header, conf))
+
+    row("all three", all_three_today, all_three, "wire: one shared voxel selection")
+    surface = len(wire.occupied_voxels(labels, grid, conf, surface_only=True)[0])
+    row("MarkerArray, surface_only", None,
+        lambda: wire.marker_array_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf, surface_only=True)[0],
+        f"{surface} cubes with a free face")
+    return rows
+
+
+def bench_dds(repeat: int) -> list[tuple[str, float, float, int]]:
+    """publish(bytes) time of each output, one subscriber in the same process (through Fast DDS)."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import PointCloud2
+    from sgn_ros.msg import SemanticVoxelGrid
+    from visualization_msgs.msg import MarkerArray
+
+    from sgn_ros.grid import DEFAULT_GRID as grid
+    from sgn_ros.labels import load_label_set
+    from sgn_ros.ros import wire
+
+    ls = load_label_set("semantickitti")
+    labels, conf = random_scene(grid, ls.num_classes)
+    data = {
+        "PointCloud2": (PointCloud2, wire.pointcloud2_bytes(labels, grid, ls.colors_rgb, (0, 0), "g", conf)),
+        "SemanticVoxelGrid": (SemanticVoxelGrid,
+                              wire.voxel_grid_bytes(labels, grid, ls.names, ls.colors_rgb, (0, 0), "g", conf)),
+        "MarkerArray": (MarkerArray, wire.marker_array_bytes(labels, grid, ls.colors_rgb, (0, 0), "g", conf)[0]),
+    }
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=int(os.environ.get("ROS_DOMAIN_ID", "57")))
+    out = []
+    try:
+        node = rclpy.create_node("bench_encoders", context=ctx)
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        for name, (typ, raw) in data.items():
+            got = []
+            pub = node.create_publisher(typ, f"bench/{name}", 5)
+            node.create_subscription(typ, f"bench/{name}", got.append, 5, raw=True)
+            end = time.monotonic() + 10
+            while pub.get_subscription_count() < 1 and time.monotonic() < end:
+                ex.spin_once(timeout_sec=0.05)
+            times = []
+            for _ in range(repeat):
+                s = time.perf_counter()
+                pub.publish(raw)
+                times.append(time.perf_counter() - s)
+                ex.spin_once(timeout_sec=0.5)
+            out.append((name, 1000 * float(np.median(times)), 1000 * float(np.min(times)), len(got)))
+        ex.shutdown()
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--no-street", action="store_true", help="skip the synthetic street scene")
+    ap.add_argument("--no-dds", action="store_true", help="skip publishing through Fast DDS")
+    args = ap.parse_args()
+
+    from sgn_ros.grid import DEFAULT_GRID
+    from sgn_ros.labels import load_label_set
+
+    ls = load_label_set("semantickitti")
+    print(f"# prediction outputs, build + serialize, {DEFAULT_GRID.dims} grid ({os.uname().machine}, "
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}), ms: wall median / wall min / CPU median "
+          f"of {args.repeat}\n")
+    rows = bench_scene("random 5 %", *random_scene(DEFAULT_GRID, ls.num_classes), args.repeat)
+    if not args.no_street:
+        rows += bench_scene("synthetic street", *street_scene(DEFAULT_GRID, ls), args.repeat)
+    print("| scene | occupied | output | conversions + serialize_message | wire | speed-up (CPU) | MiB | note |")
+    print("|---|---:|---|---:|---:|---:|---:|---|")
+    for scene, occ, output, old, new, size, note in rows:
+        o = " / ".join(f"{v:.1f}" for v in old) if old is not None else "-"
+        x = f"{old[2] / new[2]:.0f}x" if old is not None else "-"
+        n = " / ".join(f"{v:.1f}" for v in new)
+        print(f"| {scene} | {occ} | {output} | {o} | {n} | {x} | {size / 2**20:.2f} | {note} |")
+    if not args.no_dds:
+        print("\n| publish(wire bytes), subscriber in this process | ms median / min | received |")
+        print("|---|---:|---:|")
+        for name, med, mn, got in bench_dds(args.repeat):
+            print(f"| {name} | {med:.1f} / {mn:.1f} | {got} of {args.repeat} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
