@@ -43,6 +43,7 @@ class BagSummary:
     frames: set[str] = field(default_factory=set)
     static_edges: list[tuple[str, str, np.ndarray]] = field(default_factory=list)
     zero_k_info: set[str] = field(default_factory=set)  # CameraInfo topics whose K is all zeros
+    ros1_layout: bool = False  # ROS 1 message definitions (header.seq) in a rosbag2: plain rosbags-convert
 
 
 def _is_ros1(path: Path) -> bool:
@@ -67,6 +68,7 @@ def inspect_bag(path: str | Path) -> BagSummary:
         seen_dynamic = 0
         for conn, _, raw in reader.messages(connections=tf_conns + info_conns):
             msg = reader.deserialize(raw, conn.msgtype)
+            s.ros1_layout = s.ros1_layout or hasattr(getattr(msg, "header", None), "seq") or hasattr(msg, "K")
             if conn.msgtype == "sensor_msgs/msg/CameraInfo":
                 if not np.any(np.asarray(getattr(msg, "k", getattr(msg, "K", None)))):
                     s.zero_k_info.add(conn.topic)
@@ -85,9 +87,11 @@ def inspect_bag(path: str | Path) -> BagSummary:
 
 
 def prepare_bag(summary: BagSummary, out: Path, distro: str = "humble") -> Path:
-    """The bag bag_player plays: the input itself, or a rosbag2 (mcap) in `out` for ROS 1 bags and
-    for bags whose CameraInfo K is empty (kitti2bag odom). /tf_static is offered latched."""
-    if not summary.ros1 and not summary.zero_k_info:
+    """The bag bag_player plays: the input itself, or a rosbag2 (mcap) in `out` for ROS 1 bags, for
+    rosbag2s holding ROS 1 message layouts (`rosbags-convert` without ``--dst-typestore``: DDS
+    subscribers would misread them) and for bags whose CameraInfo K is empty (kitti2bag odom).
+    /tf_static is offered latched."""
+    if not summary.ros1 and not summary.ros1_layout and not summary.zero_k_info:
         return summary.path
     from rosbags.highlevel import AnyReader
 
