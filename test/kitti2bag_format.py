@@ -124,7 +124,8 @@ def write_kitti2bag_raw(root: Path, out: Path, date: str = "2011_09_26", drive: 
         bag.write("/tf", t["tf2_msgs/msg/TFMessage"](transforms=[bag.tf(ns, "world", "base_link",
                                                                           oxts.T_w_imu @ imu_to_base)]), ns)
         bag.write("/kitti/oxts/imu", t["sensor_msgs/msg/Imu"](
-            header=bag.header(ns, "imu_link"), orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+            header=bag.header(ns, "imu_link"),
+            orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
             orientation_covariance=np.zeros(9), angular_velocity=t["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
             angular_velocity_covariance=np.zeros(9),
             linear_acceleration=t["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),

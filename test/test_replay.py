@@ -100,8 +100,8 @@ def test_kitti2bag_odom_direct(world, tmp_path) -> None:
 def test_kitti_to_bag(world, tmp_path) -> None:
     _, seq_dir = world
     bag = tmp_path / "ours"
-    subprocess.run([sys.executable, "-m", "sgn_ros", "kitti-to-bag", "--sequence-dir", str(seq_dir), "--out", str(bag)], check=True,
-                   capture_output=True, timeout=120, env=ros_environment())
+    subprocess.run([sys.executable, "-m", "sgn_ros", "kitti-to-bag", "--sequence-dir", str(seq_dir), "--out", str(bag)],
+                   check=True, capture_output=True, timeout=120, env=ros_environment())
     r = _replay(bag, tmp_path / "out")
     assert r["converter"] == "sgn-kitti" and r["node_parameters"]["odom_topic"] == "/kitti/odom"
 
