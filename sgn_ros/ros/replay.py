@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from sgn_ros.ros.bag_flavour import BagPreset, detect_bag_flavour, static_transform, transform_matrix
-from sgn_ros.ros.processes import ros_environment, start_node, stop_process
+from sgn_ros.ros.processes import ros_environment, start_node
 
 log = logging.getLogger("sgn_ros.replay")
 
@@ -188,7 +188,14 @@ def run_replay(bag: str | Path, out: str | Path, variant: str = "sgn-l", checkpo
     from sgn_ros.msg import SemanticVoxelGrid
     from sgn_ros.ros.bag_recorder import BagRecorder
     from sgn_ros.ros.conversions import stamp_to_ns, voxel_grid_to_arrays
-    from sgn_ros.ros.demo import UNTRAINED_NOTE, _config_file, _write_atomic, render_frame
+    from sgn_ros.ros.demo import (
+        _config_file,
+        _write_atomic,
+        close_session,
+        render_frame,
+        resolve_weights,
+        wait_until_ready,
+    )
     from sgn_ros.ros.qos import make_qos
     from sgn_ros.viz.render import save_png
 
@@ -216,16 +223,8 @@ def run_replay(bag: str | Path, out: str | Path, variant: str = "sgn-l", checkpo
         shutil.rmtree(bag_dir)
 
     cfg = load_config(variant, dataset=dataset)
-    weights_note = f"checkpoint {checkpoint}"
-    if not checkpoint:
-        from sgn_ros.weights import SYNTHETIC_ONLY_NOTE, bundled_checkpoint
-
-        bundled = bundled_checkpoint(cfg.name)
-        if bundled is not None:
-            checkpoint, weights_note = str(bundled), f"{bundled.name}: {SYNTHETIC_ONLY_NOTE}"
+    checkpoint, weights_note = resolve_weights(cfg.name, checkpoint, "replay")
     untrained = not checkpoint
-    if untrained:
-        log.warning("replay: %s", UNTRAINED_NOTE)
     params.update({"variant": str(variant), "dataset": dataset, "checkpoint": str(checkpoint), "device": device,
                    "input_reliability": "reliable", "input_depth": 10, "publish_markers": False})
     image_topic = params["image_topic"]
@@ -252,12 +251,7 @@ def run_replay(bag: str | Path, out: str | Path, variant: str = "sgn-l", checkpo
                          log=node_log)
         procs.append(sgn)
         deadline = time.monotonic() + timeout
-        while node.count_publishers("/ssc/grid") < 1:
-            executor.spin_once(timeout_sec=0.1)
-            if sgn.poll() is not None:
-                raise RuntimeError(f"sgn_node exited with code {sgn.returncode}; see {logs / 'sgn_node.log'}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"sgn_node not ready after {timeout:.0f} s; see {logs / 'sgn_node.log'}")
+        wait_until_ready(node, executor, sgn, deadline, logs / "sgn_node.log")
         t_ready = time.monotonic() - t0
         player = start_node("sgn_ros.ros.bag_player", env, log=player_log, params={
             "bag": str(play), "rate": float(rate), "wait_topic": image_topic, "wait_for_subscribers": 1})
@@ -277,14 +271,7 @@ def run_replay(bag: str | Path, out: str | Path, variant: str = "sgn-l", checkpo
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.1)
     finally:
-        for p in reversed(procs):
-            stop_process(p)
-        recorder.close()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
-        node_log.close()
-        player_log.close()
+        close_session(procs, recorder, executor, node, ctx, [node_log, player_log])
     if len(grids) < wanted:
         log.warning("replay: %d of %d frames predicted; see %s", len(grids), wanted, logs)
 
@@ -318,7 +305,7 @@ def run_replay(bag: str | Path, out: str | Path, variant: str = "sgn-l", checkpo
         "bag": str(summary.path), "converter": preset.name, "description": preset.description,
         "played": str(play), "node_parameters": {k: v for k, v in params.items() if k != "camera_to_grid"},
         "camera_to_grid": params.get("camera_to_grid"), "untrained": untrained,
-        "note": UNTRAINED_NOTE if untrained else weights_note, "images_in_bag": n_images,
+        "note": weights_note, "images_in_bag": n_images,
         "frames_predicted": len(grids), "node_startup_s": round(t_ready, 2),
         "recorded_messages": recorder.counts, "outputs_bag": str(bag_dir), "pictures": pictures,
         "total_s": round(time.monotonic() - t0, 2),
