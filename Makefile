@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 # ROS 2 wheels: Kilted by default; `ROS_REQS=requirements/ros-jazzy.txt` for Jazzy.
 ROS_REQS ?= requirements/ros.txt
-REQS := requirements/constraints.txt requirements/base.txt $(ROS_REQS) requirements/dev.txt setup.cfg setup.py
+REQS := requirements/constraints.txt requirements/base.txt requirements/cpu.txt $(ROS_REQS) requirements/dev.txt setup.cfg setup.py
 # Environment for everything that touches ROS: the venv is an ament prefix (ROS 2 from PyPI wheels).
 ROS_ENV := source scripts/ros_env.sh &&
 
@@ -20,7 +20,7 @@ venv: $(STAMP)
 $(STAMP): $(REQS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c requirements/constraints.txt -r requirements/base.txt -r $(ROS_REQS) -r requirements/dev.txt
+	$(PIP) install -q -c requirements/constraints.txt -r requirements/base.txt -r requirements/cpu.txt -r $(ROS_REQS) -r requirements/dev.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

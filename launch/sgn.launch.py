@@ -1,50 +1,60 @@
 # ROS 2 launch file of sgn_ros: the SGN semantic scene completion node, with optional input
-# (a rosbag2 played with `ros2 bag play --clock`, or a KITTI sequence folder played by
-# kitti_player) and optional RViz.
+# (a rosbag2 played with `ros2 bag play --clock` or sgn_ros's bag_player, or a KITTI sequence
+# folder played by kitti_player) and optional RViz.
 #
 #   ros2 launch sgn_ros sgn.launch.py checkpoint:=/path/sgn-l.pth rviz:=true \
 #       kitti_sequence:=/data/kitti/dataset/sequences/08
 #   ros2 launch sgn_ros sgn.launch.py bag:=/data/kitti_08_bag use_sim_time:=true
+#   ros2 launch sgn_ros sgn.launch.py params_file:=my.yaml namespace:=car1 remappings:="image:=/cam/image_raw"
 #
-# With `bag` or `kitti_sequence`, the node also loads config/kitti2bag_remap.yaml (topic names of
-# kitti2bag recordings, which kitti_player and `sgn-ros kitti-to-bag` use too) unless
-# `topic_preset:=none`. `bag_player:=sgn` plays the bag with sgn_ros's own bag_player (for
-# installations without `ros2 bag`).
+# Every decision is made by sgn_ros.ros.launch_plan.plan_launch (unit-tested without `launch`):
+# parameter layers (sgn.yaml < topic preset < params_file < launch arguments that were given),
+# the topic preset detected from the bag (kitti2bag, kitti2mcap, kitti-to-bag), the player's
+# wait topic (what sgn_node really subscribes), fallbacks when rviz2 or `ros2 bag` are missing.
+# sgn_node exiting ends the launch (player included); a non-zero exit makes `ros2 launch` fail.
 """Launch sgn_node (+ bag / KITTI player, + RViz)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction
+from launch.actions import (
+    DeclareLaunchArgument,
+    EmitEvent,
+    ExecuteProcess,
+    LogInfo,
+    OpaqueFunction,
+    RegisterEventHandler,
+)
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchContext, LaunchDescription
 
 PACKAGE = "sgn_ros"
-#: the camera topic of kitti2bag recordings (sgn_ros.ros.kitti_sequence.KittiTopics.left_image);
-#: bag_player holds playback until sgn_node subscribes to it.
-KITTI_IMAGE_TOPIC = "/kitti/camera_color_left/image"
+#: SIGINT -> SIGTERM -> SIGKILL escalation (launch's default is 5 s + 5 s): Ctrl-C ends within 3 s.
+STOP_TIMEOUTS = {"sigterm_timeout": "2", "sigkill_timeout": "1"}
 
 #: name -> (default, description) of every launch argument.
 ARGUMENTS: dict[str, tuple[str, str]] = {
-    "params_file": ("", "sgn_node parameters YAML (default: the package's config/sgn.yaml)"),
-    "checkpoint": ("", "SGN checkpoint (.pth); empty = untrained weights (the node says so)"),
-    "variant": ("sgn-l", "network variant: sgn-t | sgn-s | sgn-l (or a config YAML)"),
-    "device": ("", "torch device (cuda, cuda:1, cpu); empty = CUDA when available"),
-    "use_sim_time": ("false", "follow /clock (set with bag or kitti_sequence to run on dataset time)"),
-    "rviz": ("false", "open RViz with config/sgn.rviz"),
-    "bag": ("", "rosbag2 to play with `ros2 bag play BAG --clock` (empty: none)"),
+    "params_file": ("", "sgn_node parameters YAML, applied over config/sgn.yaml and the topic preset"),
+    "checkpoint": ("", "SGN checkpoint (.pth); empty = keep the params files' value (none: untrained, said so)"),
+    "variant": ("", "network variant: sgn-t | sgn-s | sgn-l (or a config YAML); empty = the params files' value"),
+    "device": ("", "torch device (cuda, cuda:1, cpu); empty = the params files' value (CUDA when available)"),
+    "use_sim_time": ("", "follow /clock (true with bag or kitti_sequence to run on dataset time); empty = files'"),
+    "namespace": ("", "namespace of sgn_node (relative topics move into it)"),
+    "remappings": ("", "sgn_node topic remappings, 'from:=to' separated by spaces, e.g. image:=/cam/image_raw"),
+    "rviz": ("false", "open RViz with config/sgn.rviz (warns and runs on without rviz2)"),
+    "bag": ("", "rosbag2 to play (folder or .mcap/.db3; empty: none); its converter picks the topic preset"),
     "bag_rate": ("1.0", "playback rate of `bag`"),
-    "bag_player": ("ros2", "who plays `bag`: ros2 (ros2 bag play) | sgn (sgn_ros bag_player)"),
+    "bag_player": ("auto", "who plays `bag`: auto (ros2 bag if installed, else sgn) | ros2 | sgn"),
     "bag_delay": ("8.0", "seconds `ros2 bag play` waits before playing (sgn_node loads its model first); "
                          "bag_player and kitti_player wait for sgn_node's subscription instead"),
     "kitti_sequence": ("", "KITTI odometry sequence folder to play with kitti_player (empty: none)"),
     "kitti_rate": ("10.0", "kitti_player frame rate, Hz"),
-    "topic_preset": ("auto", "auto | kitti2bag | none: load config/kitti2bag_remap.yaml (auto: with bag or "
-                             "kitti_sequence)"),
+    "topic_preset": ("auto", "auto (detected from the bag; kitti2bag's for kitti_sequence) | kitti2bag | none"),
 }
 
 
@@ -58,67 +68,47 @@ def _share_dir() -> Path:
         return Path(__file__).resolve().parents[1]
 
 
-def _truthy(value: str, name: str) -> bool:
-    v = value.strip().lower()
-    if v in ("true", "1", "yes", "on"):
-        return True
-    if v in ("false", "0", "no", "off", ""):
-        return False
-    raise ValueError(f"launch argument {name}:={value!r} is not a boolean (true/false)")
+def _on_node_exit(event, context: LaunchContext) -> list:  # noqa: ANN001  (launch's ProcessExited)
+    """sgn_node ended: end the launch (players, RViz); fail it when the node failed."""
+    rc = event.returncode
+    actions = [EmitEvent(event=Shutdown(reason=f"sgn_node exited with code {rc}"))]
+    if rc not in (0, -2, 130):  # SIGINT from Ctrl-C is a normal end
+
+        def fail(_context: LaunchContext) -> None:
+            raise RuntimeError(f"sgn_node exited with code {rc}")
+
+        actions.insert(0, OpaqueFunction(function=fail))
+    return actions
 
 
 def _actions(context: LaunchContext) -> list:
-    """Build the actions from the resolved argument values."""
+    """Build the actions from the resolved argument values (decisions: launch_plan.plan_launch)."""
+    from sgn_ros.ros.launch_plan import plan_launch
+
     arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     share = _share_dir()
-    sim_time = _truthy(arg["use_sim_time"], "use_sim_time")
-    params_file = arg["params_file"] or str(share / "config" / "sgn.yaml")
-    for label, path in (("params_file", params_file), ("bag", arg["bag"]), ("kitti_sequence", arg["kitti_sequence"])):
-        if path and not os.path.exists(path):
-            raise FileNotFoundError(f"launch argument {label}: {path} does not exist")
-    if arg["topic_preset"] not in ("auto", "kitti2bag", "none"):
-        raise ValueError(f"launch argument topic_preset:={arg['topic_preset']!r}: choose auto, kitti2bag or none")
-    if arg["bag_player"] not in ("ros2", "sgn"):
-        raise ValueError(f"launch argument bag_player:={arg['bag_player']!r}: choose ros2 or sgn")
-    replay = bool(arg["bag"] or arg["kitti_sequence"])
-    rviz = _truthy(arg["rviz"], "rviz")
-    image_readers = 2 if rviz else 1  # players start once sgn_node (and RViz) subscribe to the camera
-    preset = arg["topic_preset"] == "kitti2bag" or (arg["topic_preset"] == "auto" and replay)
-
-    node_params: list = [params_file]
-    if preset:
-        node_params.append(str(share / "config" / "kitti2bag_remap.yaml"))
-    node_params.append({"variant": arg["variant"], "checkpoint": arg["checkpoint"], "device": arg["device"],
-                        "use_sim_time": sim_time})
-    actions: list = [
-        LogInfo(msg=f"sgn_node parameters: {', '.join(str(p) for p in node_params[:-1])}"),
-        Node(package=PACKAGE, executable="sgn_node", name="sgn_node", output="screen", parameters=node_params),
-    ]
-    if arg["kitti_sequence"]:
-        actions.append(Node(
-            package=PACKAGE, executable="kitti_player", name="kitti_player", output="screen",
-            parameters=[{"sequence_dir": arg["kitti_sequence"], "rate_hz": float(arg["kitti_rate"]),
-                         "publish_clock": sim_time, "wait_for_subscribers": image_readers}],
-        ))
-    if arg["bag"]:
-        if arg["bag_player"] == "ros2":
-            actions.append(ExecuteProcess(
-                cmd=["ros2", "bag", "play", arg["bag"], "--clock", "--rate", arg["bag_rate"], "--delay",
-                     arg["bag_delay"]],
-                output="screen",
-            ))
-        else:
-            actions.append(Node(
-                package=PACKAGE, executable="bag_player", name="bag_player", output="screen",
-                parameters=[{"bag": arg["bag"], "rate": float(arg["bag_rate"]), "publish_clock": True,
-                             "wait_for_subscribers": image_readers, "wait_topic": KITTI_IMAGE_TOPIC}],
-            ))
-    if rviz:
+    plan = plan_launch(arg, share)
+    actions: list = [LogInfo(msg=f"sgn_ros: {text}") for text in plan.infos]
+    actions += [LogInfo(msg=f"WARNING sgn_ros: {text}") for text in plan.warnings]
+    node = Node(package=PACKAGE, executable="sgn_node", name="sgn_node", namespace=plan.namespace or None,
+                output="screen", parameters=plan.node_parameters, remappings=list(plan.remappings.items()),
+                **STOP_TIMEOUTS)
+    actions += [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_on_node_exit))]
+    player = plan.player or {}
+    if player.get("kind") == "kitti":
+        actions.append(Node(package=PACKAGE, executable="kitti_player", name="kitti_player", output="screen",
+                            parameters=[player["parameters"]], **STOP_TIMEOUTS))
+    elif player.get("kind") == "sgn":
+        actions.append(Node(package=PACKAGE, executable="bag_player", name="bag_player", output="screen",
+                            parameters=[player["parameters"]], **STOP_TIMEOUTS))
+    elif player.get("kind") == "ros2":
+        actions.append(ExecuteProcess(cmd=player["cmd"], output="screen", **STOP_TIMEOUTS))
+    if plan.rviz:
         actions.append(Node(
             package="rviz2", executable="rviz2", name="rviz2", output="screen",
-            # the preset's grid frame is KITTI's LiDAR frame (config/sgn.rviz: the node's default sgn_grid)
-            arguments=["-d", str(share / "config" / "sgn.rviz"), *(["-f", "velo_link"] if preset else [])],
-            parameters=[{"use_sim_time": sim_time}],
+            arguments=["-d", str(share / "config" / "sgn.rviz"), *(["-f", plan.grid_frame] if plan.grid_frame else [])],
+            parameters=[{"use_sim_time": any(layer.get("use_sim_time") for layer in plan.node_parameters)}],
+            **STOP_TIMEOUTS,
         ))
     return actions
 

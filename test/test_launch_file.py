@@ -2,8 +2,9 @@
 # from PyPI): the file parses, declares the documented arguments, starts executables that the
 # package installs, and every file it refers to exists; the RViz config shows the node's topics
 # in the node's grid frame; the kitti2bag preset only sets parameters sgn_node declares and names
-# the topics kitti_player publishes. (The real `ros2 launch` run is a manual check: see the report
-# of the replay work; `launch` is not installable in CI.)
+# the topics kitti_player publishes. The launch file's decisions live in sgn_ros/ros/launch_plan.py
+# (test_launch_plan.py). (The real `ros2 launch` run is a manual check; `launch` is not
+# installable in CI.)
 """launch/sgn.launch.py, config/sgn.rviz and config/kitti2bag_remap.yaml checks."""
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from sgn_ros.ros.kitti_sequence import KittiFrames, KittiTopics
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "sgn.launch.py"
-EXPECTED_ARGS = {"params_file", "checkpoint", "variant", "device", "use_sim_time", "rviz", "bag", "kitti_sequence"}
+PLAN = ROOT / "sgn_ros" / "ros" / "launch_plan.py"
+EXPECTED_ARGS = {"params_file", "checkpoint", "variant", "device", "use_sim_time", "rviz", "bag", "kitti_sequence",
+                 "namespace", "remappings"}
 
 
 def _tree() -> ast.Module:
@@ -55,13 +58,16 @@ def test_launch_file_parses_and_declares_arguments():
     args = _arguments()
     assert EXPECTED_ARGS <= set(args), EXPECTED_ARGS - set(args)
     assert all(isinstance(d, str) and text for d, text in args.values())  # launch defaults are strings
-    assert args["use_sim_time"][0] == "false" and args["rviz"][0] == "false"
-    assert args["bag"][0] == "" and args["kitti_sequence"][0] == ""
-    # every declared argument is read (a DeclareLaunchArgument per ARGUMENTS entry, values performed)
-    src = LAUNCH.read_text()
-    assert "DeclareLaunchArgument(name" in src and "for name in ARGUMENTS" in src
+    assert args["rviz"][0] == "false" and args["bag"][0] == "" and args["kitti_sequence"][0] == ""
+    # arguments that set node parameters default to empty: a params file's values are kept unless given
+    assert all(args[name][0] == "" for name in ("variant", "checkpoint", "device", "use_sim_time"))
+    # every declared argument is read (a DeclareLaunchArgument per ARGUMENTS entry, values performed
+    # and handed to launch_plan.plan_launch, which reads each one)
+    src, plan = LAUNCH.read_text(), PLAN.read_text()
+    assert "DeclareLaunchArgument(name" in src and "for name in ARGUMENTS" in src and "plan_launch(arg" in src
     for name in args:
-        assert f'arg["{name}"]' in src, f"launch argument {name} is declared but never used"
+        assert f'get("{name}"' in plan or name in plan.split("OVERRIDES = ")[1].split(")")[0], \
+            f"launch argument {name} is declared but never used"
 
 
 def test_launch_file_starts_installed_executables():
@@ -78,12 +84,12 @@ def test_launch_file_starts_installed_executables():
         assert exe in scripts, f"{exe} is not a console script in setup.cfg"
         assert (ROOT / "scripts" / exe).is_file() and exe in cmake, f"{exe} is not installed into lib/sgn_ros"
     assert ours  # the package's own nodes use the PACKAGE constant
-    src = LAUNCH.read_text()
+    src = PLAN.read_text()
     assert '"ros2", "bag", "play"' in src and '"--clock"' in src  # bag path first: --clock takes an optional value
 
 
 def test_referenced_files_exist():
-    src = LAUNCH.read_text()
+    src = LAUNCH.read_text() + PLAN.read_text()
     for name in ("sgn.yaml", "kitti2bag_remap.yaml", "sgn.rviz"):
         assert f'"{name}"' in src
         assert (ROOT / "config" / name).is_file()
@@ -112,7 +118,7 @@ def test_kitti2bag_preset_matches_node_and_player():
 
     preset = yaml.safe_load((ROOT / "config" / "kitti2bag_remap.yaml").read_text())
     (key, section), = preset.items()
-    assert key.endswith("sgn_node")
+    assert key == "/**"  # a `/**/sgn_node` key would beat `-p` on the command line (test_launch_plan.py)
     params = section["ros__parameters"]
     assert set(params) <= set(PARAMETERS), set(params) - set(PARAMETERS)  # sgn_node rejects unknown keys
     topics = KittiTopics()

@@ -29,6 +29,8 @@ def _offers_transient_local(connection: Any) -> bool:
     from rosbags.interfaces import QosDurability
 
     profiles = getattr(connection.ext, "offered_qos_profiles", None) or []
+    if not profiles:  # a bare MCAP (kitti2mcap) stores no QoS: /tf_static is latched by convention
+        return connection.topic == "/tf_static"
     return any(getattr(q, "durability", None) == QosDurability.TRANSIENT_LOCAL for q in profiles)
 
 

@@ -174,18 +174,8 @@ def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l-synth", che
         shutil.rmtree(bag_dir)
     result = DemoResult(out=out)
     cfg = load_config(variant, dataset=dataset)
-    weights_note = f"checkpoint {checkpoint}"
-    if not checkpoint:
-        from sgn_ros.weights import SYNTHETIC_ONLY_NOTE, bundled_checkpoint
-
-        bundled = bundled_checkpoint(cfg.name)
-        if bundled is not None:
-            checkpoint = str(bundled)
-            weights_note = f"{bundled.name}: {SYNTHETIC_ONLY_NOTE}"
-            log.info("demo: %s", weights_note)
+    checkpoint, weights_note = resolve_weights(cfg.name, checkpoint, "demo")
     untrained = not checkpoint
-    if untrained:
-        log.warning("demo: %s", UNTRAINED_NOTE)
     t0 = time.monotonic()
 
     # 1. the synthetic sequence (frames 0, 5, 10, ...: the ones with voxel labels)
@@ -244,12 +234,7 @@ def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l-synth", che
         procs.append(sgn)
         deadline = time.monotonic() + timeout
         t_start = time.monotonic()
-        while node.count_publishers("/ssc/grid") < 1:  # the node publishes once its model is loaded
-            executor.spin_once(timeout_sec=0.1)
-            if sgn.poll() is not None:
-                raise RuntimeError(f"sgn_node exited with code {sgn.returncode}; see {logs / 'sgn_node.log'}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"sgn_node not ready after {timeout:.0f} s; see {logs / 'sgn_node.log'}")
+        wait_until_ready(node, executor, sgn, deadline, logs / "sgn_node.log")
         t_ready = time.monotonic() - t_start
         log.info("demo: sgn_node ready in %.1f s; playing %d frame(s) at %.2f Hz", t_ready, frames, rate_hz)
         player = start_node("sgn_ros.ros.kitti_player", env, log=player_log, params={
@@ -269,14 +254,7 @@ def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l-synth", che
         while time.monotonic() < end:  # last diagnostics / markers
             executor.spin_once(timeout_sec=0.1)
     finally:
-        for p in reversed(procs):
-            stop_process(p)
-        recorder.close()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
-        node_log.close()
-        player_log.close()
+        close_session(procs, recorder, executor, node, ctx, [node_log, player_log])
     if len(grids) < frames:
         log.warning("demo: %d of %d predictions arrived within %.0f s (--timeout)", len(grids), frames, timeout)
 
@@ -352,6 +330,50 @@ def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l-synth", che
     _write_atomic(out / "latency.txt", "\n".join(text) + "\n")
     log.info("demo: done in %.1f s\n%s", time.monotonic() - t0, "\n".join(text))
     return result
+
+
+def resolve_weights(config_name: str, checkpoint: str, what: str) -> tuple[str, str]:
+    """(checkpoint, note): the given file, else the variant's bundled weights, else "" (UNTRAINED,
+    logged as a warning so that nobody mistakes random predictions for SGN's)."""
+    if checkpoint:
+        return checkpoint, f"checkpoint {checkpoint}"
+    from sgn_ros.weights import SYNTHETIC_ONLY_NOTE, bundled_checkpoint
+
+    bundled = bundled_checkpoint(config_name)
+    if bundled is not None:
+        note = f"{bundled.name}: {SYNTHETIC_ONLY_NOTE}"
+        log.info("%s: %s", what, note)
+        return str(bundled), note
+    log.warning("%s: %s", what, UNTRAINED_NOTE)
+    return "", UNTRAINED_NOTE
+
+
+def close_session(procs: list, recorder: Any, executor: Any, node: Any, ctx: Any, logs: list) -> None:
+    """Stop the child nodes (SIGINT, newest first), finish the recording, end this process's ROS."""
+    import rclpy
+
+    for p in reversed(procs):
+        stop_process(p)
+    recorder.close()
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.shutdown(context=ctx)
+    for f in logs:
+        f.close()
+
+
+def wait_until_ready(node: Any, executor: Any, sgn: Any, deadline: float, node_log: Path) -> None:
+    """Spin until sgn_node publishes /ssc/grid (it does once its model is loaded).
+
+    Raises:
+        RuntimeError: sgn_node exited first; TimeoutError: not ready by `deadline` (monotonic).
+    """
+    while node.count_publishers("/ssc/grid") < 1:
+        executor.spin_once(timeout_sec=0.1)
+        if sgn.poll() is not None:
+            raise RuntimeError(f"sgn_node exited with code {sgn.returncode}; see {node_log}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"sgn_node not ready in time; see {node_log}")
 
 
 def _write_atomic(path: Path, text: str) -> None:
