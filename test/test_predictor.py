@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from sgn_ros.config import load_config
+from sgn_ros.geometry import depth_to_points
 from sgn_ros.model import build_model
 from sgn_ros.model.checkpoint import save_checkpoint
 from sgn_ros.model.predictor import SSCPrediction, SSCPredictor, select_device
-from sgn_ros.model.preprocessing import depth_to_points, normalize_image
+from sgn_ros.model.preprocessing import normalize_image
 
 NET_HW = (64, 160)
 # tiny network on a coarse grid over the same volume (0.8 m voxels)

@@ -18,7 +18,15 @@ from sgn_ros.model.sparse_blocks import (
     scatter_max,
     scatter_mean,
 )
-from sgn_ros.model.spconv_compat import SPCONV_CPU_PATCHED, apply_cpu_patch, apply_cpu_thread_guard, spconv
+from sgn_ros.model.spconv_compat import (
+    apply_cpu_patch,
+    apply_cpu_thread_guard,
+    setup_spconv,
+    spconv,
+    spconv_cpu_patched,
+)
+
+setup_spconv("cpu")  # these tests run spconv directly, without a model that would set it up
 
 
 def dense_all_active(shape: tuple[int, int, int], channels: int, seed: int = 0):
@@ -42,7 +50,7 @@ def test_cpu_patch_is_active_and_idempotent():
 
     if torch.cuda.is_available():
         pytest.skip("the stream patch applies only without CUDA")
-    assert SPCONV_CPU_PATCHED
+    assert spconv_cpu_patched()
     assert ops.get_current_stream() == 0
     guarded = ops.indice_conv
     assert apply_cpu_patch() and ops.get_current_stream() == 0
