@@ -9,6 +9,7 @@ import torch
 from sgn_ros.geometry import (
     apply_transform,
     camera_offset_from_P,
+    camera_translation_from_P,
     check_transform,
     crop_or_pad,
     depth_to_points,
@@ -200,6 +201,7 @@ def test_camera_offset_and_baseline_from_P():
     t = np.array([0.06, -0.002, 0.003])
     P = Kc @ np.concatenate([np.eye(3), t[:, None]], axis=1)  # K [I | t]
     np.testing.assert_allclose(camera_offset_from_P(P), [t[0] + 600 * t[2] / 700, t[1] + 180 * t[2] / 710])
+    np.testing.assert_allclose(camera_translation_from_P(P), t, atol=1e-15)
     P_left = np.concatenate([Kc, np.zeros((3, 1))], axis=1)
     P_right = P_left.copy()
     P_right[0, 3] = -700.0 * 0.54  # ROS: right camera P[0, 3] = -fx * B

@@ -7,6 +7,7 @@
 
 from sgn_ros.geometry.camera import (
     camera_offset_from_P,
+    camera_translation_from_P,
     check_intrinsics,
     crop_or_pad,
     fit_image,
@@ -28,6 +29,7 @@ from sgn_ros.geometry.voxels import points_in_grid, voxel_centres
 __all__ = [
     "apply_transform",
     "camera_offset_from_P",
+    "camera_translation_from_P",
     "check_intrinsics",
     "check_transform",
     "crop_or_pad",

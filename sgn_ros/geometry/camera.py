@@ -14,6 +14,7 @@ __all__ = [
     "check_intrinsics",
     "camera_offset_from_P",
     "stereo_baseline_from_P",
+    "camera_translation_from_P",
     "crop_or_pad",
     "resize_image",
     "fit_image",
@@ -58,6 +59,13 @@ def camera_offset_from_P(P: np.ndarray, name: str = "P") -> np.ndarray:
     """
     P = _projection(P, name)
     return np.array([P[0, 3] / P[0, 0], P[1, 3] / P[1, 1]])
+
+
+def camera_translation_from_P(P: np.ndarray, name: str = "P") -> np.ndarray:
+    """t (3,) metres of P = K [I | t], exactly: K^-1 P[:, 3] (the reference camera's origin in
+    this camera's frame). `camera_offset_from_P` is the reference's approximation (P[2, 3] ignored)."""
+    P = _projection(P, name)
+    return np.linalg.solve(P[:, :3], P[:, 3])
 
 
 def stereo_baseline_from_P(P_left: np.ndarray, P_right: np.ndarray, name: str = "stereo") -> float:

@@ -1,8 +1,10 @@
 # Inference front end of SGN for plain Python callers (the ROS node, the demo, notebooks): takes
 # camera images as they come (uint8 RGB, any size), their intrinsics and LiDAR->camera
 # transforms, plus LiDAR points or a metric depth map, and returns the semantic scene completion
-# of the current frame as NumPy arrays. The model is built and placed once; per-camera tables
-# (the FLoSP projection) are cached inside the model between calls.
+# of the current frame as NumPy arrays. It owns "camera input -> network input": fitting images
+# (and K) to the network, depth -> points, cropping points to the grid and the FLoSP projection
+# tables, made once per camera geometry in float64 (`prepare_batch`). The model is built and
+# placed once (spconv set up for the device there).
 """`SSCPredictor`: images (+ points or depth) -> per-voxel labels and confidence."""
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sgn_ros.geometry import (
     invert_transform,
     points_in_grid,
 )
+from sgn_ros.grid import VoxelGrid
 from sgn_ros.model.preprocessing import normalize_image
 from sgn_ros.model.projection import network_tables
 
@@ -42,13 +45,21 @@ TABLE_CACHE_SIZE = 4
 class SSCPrediction:
     """The completed scene of one frame on the full-scale grid (cfg.grid.dims, indexed [x, y, z]).
 
+    The one value the ROS encoders (sgn_ros.ros.encoders) take.
+
     Attributes:
         labels: (X, Y, Z) uint8 training class ids (0 = empty).
-        confidence: (X, Y, Z) float32 in [0, 1], the softmax probability of the chosen class.
+        confidence: (X, Y, Z) float32 in [0, 1], the softmax probability of the chosen class
+            (None: no confidence, e.g. a prediction read back from a message without it).
+        grid: the voxel grid the arrays are indexed by.
+        grid_to_frame: (4, 4) grid coordinates -> the frame the outputs are published in
+            (None = the grid frame itself); set by the caller that publishes (`dataclasses.replace`).
     """
 
     labels: np.ndarray
-    confidence: np.ndarray
+    confidence: np.ndarray | None
+    grid: VoxelGrid
+    grid_to_frame: np.ndarray | None = None
 
 
 def select_device(device: str | torch.device | None) -> torch.device:
@@ -320,4 +331,5 @@ class SSCPredictor:
         return SSCPrediction(
             labels=labels.to(torch.uint8).cpu().numpy(),
             confidence=conf.cpu().numpy().astype(np.float32, copy=False),
+            grid=self.grid,
         )

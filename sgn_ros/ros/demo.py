@@ -156,7 +156,7 @@ def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l-synth", che
     from sgn_ros.labels import load_label_set
     from sgn_ros.msg import SemanticVoxelGrid
     from sgn_ros.ros.bag_recorder import BagRecorder
-    from sgn_ros.ros.conversions import stamp_to_ns, voxel_grid_to_arrays
+    from sgn_ros.ros.decoders import stamp_to_ns, voxel_grid_to_arrays
     from sgn_ros.ros.kitti_sequence import KittiSequence, KittiTopics
     from sgn_ros.viz.render import save_png
 
