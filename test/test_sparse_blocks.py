@@ -206,3 +206,24 @@ def test_res_block_matches_dense_equivalent():
         h = F.leaky_relu(bn(conv(x, block.layers[0]), block.layers[1]), 0.1)
         h = bn(conv(h, block.layers[3]), block.layers[4])[0][:, c[:, 1], c[:, 2], c[:, 3]].T
         torch.testing.assert_close(out, F.leaky_relu(shortcut + h, 0.1), atol=1e-5, rtol=1e-5)
+
+
+def test_importing_spconv_compat_patches_nothing():
+    """Regression: spconv was patched when sgn_ros.model.spconv_compat was imported. Now only an
+    explicit setup_spconv(device) changes the library (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import spconv.pytorch.ops as ops\n"
+        "import sgn_ros.model.spconv_compat as c\n"
+        "assert not c.spconv_cpu_patched() and not getattr(ops.indice_conv, '_sgn_ros_guard', False)\n"
+        "c.setup_spconv('cuda')\n"
+        "assert not c.spconv_cpu_patched() and not getattr(ops.indice_conv, '_sgn_ros_guard', False)\n"
+        "c.setup_spconv('cpu')\n"
+        "assert getattr(ops.indice_conv, '_sgn_ros_guard', False)\n"
+        "import torch\n"
+        "assert c.spconv_cpu_patched() == (not torch.cuda.is_available())\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
