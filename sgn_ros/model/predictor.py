@@ -263,11 +263,27 @@ class SSCPredictor:
         if len(imgs) == 1 and f > 1:
             imgs, ks, ts = imgs * f, ks * f, ts * f
 
-        # crop / resize the uint8 pixels on the host, normalise on the device, then pad with
-        # 0 = the mean colour; a top-left crop / pad keeps K
+        images_net, fitted_ks = self._network_images(imgs, ks, mode)
+        gather_index, fov_mask = self.tables(fitted_ks, ts)
+        batch = SSCBatch(
+            images=images_net[None],
+            intrinsics=torch.from_numpy(np.stack(fitted_ks)[None].astype(np.float32)),
+            lidar_to_cam=torch.from_numpy(np.stack(ts)[None].astype(np.float32)),
+            points=[self._crop(pts)],
+            gather_index=gather_index,
+            fov_mask=fov_mask,
+        )
+        return batch.to(self.device)
+
+    def _network_images(
+        self, imgs: list[np.ndarray], ks: list[np.ndarray], mode: str
+    ) -> tuple[torch.Tensor, list[np.ndarray]]:
+        """(F, 3, H', W') normalised images on the device and their K. The uint8 pixels are
+        cropped / resized on the host, normalised on the device, then padded with 0 = the mean
+        colour (a top-left crop / pad keeps K); a repeated image is converted once."""
         h, w = self.cfg.data.image_size
         mean, std = self.cfg.data.image_mean, self.cfg.data.image_std
-        done: dict[int, tuple[torch.Tensor, np.ndarray]] = {}  # a repeated image is converted once
+        done: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
         tensors, fitted_ks = [], []
         for im, k in zip(imgs, ks):
             if id(im) not in done:
@@ -277,16 +293,7 @@ class SSCPredictor:
                 done[id(im)] = (F.pad(x, (0, w - x.shape[2], 0, h - x.shape[1])), k_net)
             tensors.append(done[id(im)][0])
             fitted_ks.append(done[id(im)][1] if mode != "crop" else k)
-        gather_index, fov_mask = self.tables(fitted_ks, ts)
-        batch = SSCBatch(
-            images=torch.stack(tensors)[None],
-            intrinsics=torch.from_numpy(np.stack(fitted_ks)[None].astype(np.float32)),
-            lidar_to_cam=torch.from_numpy(np.stack(ts)[None].astype(np.float32)),
-            points=[self._crop(pts)],
-            gather_index=gather_index,
-            fov_mask=fov_mask,
-        )
-        return batch.to(self.device)
+        return torch.stack(tensors), fitted_ks
 
     def _crop(self, pts: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Grid-frame points -> the (N, 3) float32 tensor of those inside the grid volume."""
