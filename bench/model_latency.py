@@ -42,12 +42,13 @@ STAGE_ORDER = ("encoder+neck", "lifting", "geometry guidance", "proposal", "spar
 def synthetic_inputs(cfg, num_frames: int):
     """KITTI-like uint8 image(s), K, lidar_to_cam per frame and a street depth map (metres)."""
     from sgn_ros.data.synth.world import KITTI_IMAGE_SIZE, kitti_calibration
+    from sgn_ros.geometry import camera_offset_from_P
 
     calib = kitti_calibration(KITTI_IMAGE_SIZE)
     p2 = calib["P2"]
     K = p2[:, :3].copy()
     shift = np.eye(4)
-    shift[0, 3] = p2[0, 3] / K[0, 0]  # P2's x offset folded into the camera transform
+    shift[0, 3] = camera_offset_from_P(p2)[0]  # P2's x offset folded into the camera transform
     lidar_to_cam = shift @ calib["Tr"]
     h, w = KITTI_IMAGE_SIZE
     rng = np.random.default_rng(0)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # What sgn_node costs on top of the network. Two parts, printed as markdown tables:
 #  1. each message conversion at full size (a 1241 x 376 camera image, a 120k-point cloud, a
-#     256 x 256 x 32 prediction with ~5 % occupied voxels) with sgn_ros.ros.conversions versus the
+#     256 x 256 x 32 prediction with ~5 % occupied voxels) with sgn_ros.ros.decoders / encoders versus the
 #     same message built point by point, as simple Python nodes do;
 #  2. the real node in this process over DDS: time from an image's arrival to its published
 #     outputs, split into waiting, decoding, inference and publishing; the overhead is the latency
@@ -122,7 +122,9 @@ def bench_conversions(repeat: int, naive: bool) -> list[tuple[str, float, float 
 
     from sgn_ros.grid import DEFAULT_GRID
     from sgn_ros.labels import load_label_set
-    from sgn_ros.ros import conversions as conv
+    from sgn_ros.model.predictor import SSCPrediction
+    from sgn_ros.ros import decoders as conv
+    from sgn_ros.ros import encoders as encs
 
     rng = np.random.default_rng(0)
     grid = DEFAULT_GRID
@@ -132,6 +134,8 @@ def bench_conversions(repeat: int, naive: bool) -> list[tuple[str, float, float 
     labels[occ] = rng.integers(1, ls.num_classes, int(occ.sum()))
     conf = rng.random(grid.dims).astype(np.float32)
     header = Header(frame_id="sgn_grid")
+    pred = SSCPrediction(labels=labels, confidence=conf, grid=grid)
+    opts = encs.OutputOptions(colors_rgb=ls.colors_rgb, class_names=ls.names)
     rows: list[tuple[str, float, float | None, str]] = []
     nocc = int(occ.sum())
 
@@ -156,25 +160,23 @@ def bench_conversions(repeat: int, naive: bool) -> list[tuple[str, float, float 
     rows.append(("depth 16UC1 1241x376 -> metres", _median_ms(lambda: conv.depth_image_to_metres(depth), repeat),
                  None, ""))
 
-    out_pc = conv.labels_to_pointcloud2(labels, grid, ls.colors_rgb, header, conf)
+    out_pc = encs.prediction_to_pointcloud2(pred, opts, header)
     rows.append((f"prediction -> PointCloud2 ({nocc} voxels)",
-                 _median_ms(lambda: conv.labels_to_pointcloud2(labels, grid, ls.colors_rgb, header, conf), repeat),
+                 _median_ms(lambda: encs.prediction_to_pointcloud2(pred, opts, header), repeat),
                  _median_ms(lambda: naive_pointcloud2(labels, conf, grid, ls.colors_rgb, header), 1) if naive else None,
                  f"{len(out_pc.data) / 2**20:.1f} MiB"))
-    out_ma, _ = conv.labels_to_marker_array(labels, grid, ls.colors_rgb, header, conf)
+    out_ma, _ = encs.prediction_to_marker_array(pred, opts, header)
     rows.append((f"prediction -> MarkerArray ({nocc} cubes), first frame",
-                 _median_ms(lambda: conv.labels_to_marker_array(labels, grid, ls.colors_rgb, header, conf), repeat),
+                 _median_ms(lambda: encs.prediction_to_marker_array(pred, opts, header), repeat),
                  _median_ms(lambda: naive_markers(labels, grid, ls.colors_rgb, header), 1) if naive else None, ""))
-    cache = conv.MarkerPointCache(grid)
-    conv.labels_to_marker_array(labels, grid, ls.colors_rgb, header, conf, cache=cache)
+    cache = encs.MarkerPointCache(grid)
+    encs.prediction_to_marker_array(pred, opts, header, cache=cache)
     rows.append((f"prediction -> MarkerArray ({nocc} cubes), Point objects cached",
-                 _median_ms(lambda: conv.labels_to_marker_array(labels, grid, ls.colors_rgb, header, conf,
-                                                                cache=cache), repeat),
+                 _median_ms(lambda: encs.prediction_to_marker_array(pred, opts, header, cache=cache), repeat),
                  None, ""))
-    out_grid = conv.labels_to_voxel_grid(labels, grid, ls.names, ls.colors_rgb, header, conf)
+    out_grid = encs.prediction_to_voxel_grid(pred, opts, header)
     rows.append(("prediction -> SemanticVoxelGrid (dense)",
-                 _median_ms(lambda: conv.labels_to_voxel_grid(labels, grid, ls.names, ls.colors_rgb, header, conf),
-                            repeat),
+                 _median_ms(lambda: encs.prediction_to_voxel_grid(pred, opts, header), repeat),
                  _median_ms(lambda: naive_grid(labels, conf, grid, ls.names, header), 1) if naive else None,
                  f"{(len(out_grid.labels) + len(out_grid.confidence)) / 2**20:.1f} MiB"))
     for name, m in (("PointCloud2", out_pc), ("MarkerArray", out_ma), ("SemanticVoxelGrid", out_grid)):
@@ -196,7 +198,7 @@ def bench_node(
     from visualization_msgs.msg import MarkerArray
 
     from sgn_ros.config import load_config
-    from sgn_ros.ros import conversions as conv
+    from sgn_ros.ros import decoders as conv
     from sgn_ros.ros.node import SGNNode
 
     cfg = load_config(variant)

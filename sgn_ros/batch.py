@@ -23,6 +23,10 @@ class SSCBatch:
         target: (B, X, Y, Z) int64 full-scale training ids, 255 = ignore (training / eval only).
         target_half: (B, X/2, Y/2, Z/2) int64 half-scale training ids, 255 = ignore.
         meta: per-sample dicts (sequence, frame id, ...); never moved to a device.
+        gather_index: (B, F, N) int64 FLoSP gather index into each frame's stride-16 feature map
+            (N = voxels of the 1/2-scale grid), or None (the network then computes it from
+            intrinsics / lidar_to_cam). Made from float64 geometry by the datasets and the predictor.
+        fov_mask: (B, F, N) bool, voxel seen by frame f; given together with gather_index.
     """
 
     images: torch.Tensor
@@ -32,6 +36,8 @@ class SSCBatch:
     target: torch.Tensor | None = None
     target_half: torch.Tensor | None = None
     meta: list[dict] | None = None
+    gather_index: torch.Tensor | None = None
+    fov_mask: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.dim() != 5 or self.images.shape[2] != 3:
@@ -45,6 +51,18 @@ class SSCBatch:
             )
         if len(self.points) != b:
             raise ValueError(f"SSCBatch.points: expected {b} tensors, got {len(self.points)}")
+        if (self.gather_index is None) != (self.fov_mask is None):
+            raise ValueError("SSCBatch: gather_index and fov_mask come together (both or neither)")
+        if self.gather_index is not None:
+            gi, fm = self.gather_index, self.fov_mask
+            if gi.dim() != 3 or tuple(gi.shape[:2]) != (b, f) or gi.dtype != torch.int64:
+                raise ValueError(
+                    f"SSCBatch.gather_index: expected ({b}, {f}, N) int64, got {tuple(gi.shape)} {gi.dtype}"
+                )
+            if tuple(fm.shape) != tuple(gi.shape) or fm.dtype != torch.bool:
+                raise ValueError(
+                    f"SSCBatch.fov_mask: expected {tuple(gi.shape)} bool, got {tuple(fm.shape)} {fm.dtype}"
+                )
         for i, p in enumerate(self.points):
             if p.dim() != 2 or p.shape[1] < 3:
                 raise ValueError(f"SSCBatch.points[{i}]: expected (N, >=3), got {tuple(p.shape)}")

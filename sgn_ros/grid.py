@@ -78,26 +78,22 @@ class VoxelGrid:
 
     def voxel_centers(self) -> np.ndarray:
         """Centres of all voxels, metres, shape (X, Y, Z, 3), float64, C order."""
-        axes = [
-            self.origin[i] + (np.arange(self.dims[i], dtype=np.float64) + 0.5) * self.voxel_size
-            for i in range(3)
-        ]
-        grid = np.meshgrid(*axes, indexing="ij")
-        return np.stack(grid, axis=-1)
+        return self.index_to_center(np.indices(self.dims).reshape(3, -1).T).reshape(*self.dims, 3)
 
     def index_to_center(self, indices: np.ndarray) -> np.ndarray:
         """Centres (N, 3) float64, metres, of the voxels with integer indices (N, 3) (no bounds check)."""
+        from sgn_ros.geometry.voxels import voxel_centres
+
         ijk = np.asarray(indices)
         if ijk.ndim != 2 or ijk.shape[1] != 3:
             raise ValueError(f"VoxelGrid.index_to_center: expected (N, 3) indices, got shape {ijk.shape}")
-        return np.asarray(self.origin) + (ijk.astype(np.float64) + 0.5) * self.voxel_size
+        return voxel_centres(self, ijk)
 
     def contains(self, points: np.ndarray) -> np.ndarray:
         """Boolean mask (N,) of points (N, >=3, metres) inside the half-open volume."""
-        p = np.asarray(points)[:, :3]
-        lo = np.asarray(self.origin)
-        hi = np.asarray(self.upper)
-        return np.all((p >= lo) & (p < hi), axis=1)
+        from sgn_ros.geometry.voxels import points_in_grid
+
+        return points_in_grid(np.asarray(points), self)
 
     def point_to_index(self, points: np.ndarray) -> np.ndarray:
         """Integer voxel indices (N, 3) of points (N, >=3) in metres (no bounds check)."""

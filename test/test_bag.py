@@ -16,7 +16,7 @@ from rosbags.rosbag2 import Reader
 
 from sgn_ros.cli import main as cli_main
 from sgn_ros.data.synth import generate_sequence
-from sgn_ros.ros.conversions import camera_info_to_K, image_to_rgb
+from sgn_ros.ros.decoders import camera_info_to_K, image_to_rgb
 from sgn_ros.ros.kitti_sequence import KittiMessageBuilder, KittiSequence, KittiTopics
 from sgn_ros.ros.processes import ros_environment, start_node, stop_process
 from sgn_ros.ros.rosbag_io import message_class

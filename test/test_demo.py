@@ -52,7 +52,7 @@ def test_demo_end_to_end(tmp_path):
     from rosbags.rosbag2 import Reader
     from sgn_ros.msg import SemanticVoxelGrid
 
-    from sgn_ros.ros.conversions import voxel_grid_to_arrays
+    from sgn_ros.ros.decoders import voxel_grid_to_arrays
 
     bag = out / "outputs_bag"
     assert list(bag.glob("*.mcap"))

@@ -16,7 +16,7 @@ from rclpy.serialization import deserialize_message
 
 from sgn_ros.data import kitti_io
 from sgn_ros.data.synth import generate_sequence
-from sgn_ros.ros.conversions import camera_info_baseline, camera_info_to_K, image_to_rgb, pose_to_matrix
+from sgn_ros.ros.decoders import camera_info_baseline, camera_info_to_K, image_to_rgb, pose_to_matrix
 from sgn_ros.ros.kitti_sequence import (
     KITTI_EPOCH_NS,
     KittiMessageBuilder,

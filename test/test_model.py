@@ -120,9 +120,9 @@ def expected_seeds(proposal_logits: torch.Tensor) -> torch.Tensor:
 def test_parameter_counts_match_reference(variant, dataset):
     model = build_model(variant, dataset)
     assert sum(p.numel() for p in model.parameters()) == PARAM_COUNTS[(variant, dataset)]
-    # The voxel-centre tables are buffers outside the state dict.
+    # Derived constants are buffers outside the state dict; FLoSP has no state at all.
     assert not any("centres" in k or "range_lo" in k for k in model.state_dict())
-    assert "flosp.centres" in dict(model.named_buffers())
+    assert not list(model.flosp.buffers())
 
 
 def test_build_model_accepts_config_and_rejects_contradiction():
@@ -240,18 +240,62 @@ def test_deterministic_single_thread():
         torch.set_num_threads(threads)
 
 
-def test_projection_tables_are_cached_per_camera():
+def test_forward_is_a_pure_function_of_the_batch():
+    """Regression (FLoSP kept a projection cache outside state_dict): tables travel on the batch;
+    a forward changes no module state, and given tables equal the ones the model would make."""
+    from dataclasses import replace
+
+    torch.manual_seed(0)
     cfg = small_config("sgn-l")
     model = build_model(cfg).eval()
     batch = make_batch(cfg, 1)
-    feat = (batch.images.shape[-2] // 16, batch.images.shape[-1] // 16)
-    a = model.flosp.tables(batch.intrinsics, batch.lidar_to_cam, SMALL_IMAGE, feat)
-    b = model.flosp.tables(batch.intrinsics.clone(), batch.lidar_to_cam.clone(), SMALL_IMAGE, feat)
-    assert a[0] is b[0] and a[1] is b[1]
-    moved = batch.lidar_to_cam.clone()
-    moved[..., 0, 3] += 0.5
-    c = model.flosp.tables(batch.intrinsics, moved, SMALL_IMAGE, feat)
-    assert c[0] is not a[0]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    attrs = set(vars(model.flosp))
+    index, visible = model.projection_tables(batch)
+    with torch.no_grad():
+        a = model(batch)["ssc_logits"]
+        b = model(replace(batch, gather_index=index, fov_mask=visible))["ssc_logits"]
+        moved = batch.lidar_to_cam.clone()
+        moved[..., 0, 3] += 0.5
+        c = model(replace(batch, lidar_to_cam=moved))["ssc_logits"]
+        d = model(batch)["ssc_logits"]
+    assert torch.equal(a, b) and torch.equal(a, d) and not torch.equal(a, c)
+    assert set(vars(model.flosp)) == attrs
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="both or neither"):
+        replace(batch, gather_index=index)
+
+
+def test_sparse_conv_algorithm_follows_the_device_not_the_forward():
+    """Regression: a model that ran once on the CPU kept spconv's Native algorithm after
+    .to('cuda'), because every CPU forward set it. Now placement chooses it, forward never does."""
+    import sgn_ros.model.sgn as sgn_module
+    from sgn_ros.model.spconv_compat import conv_algorithm, place_sparse_convs, spconv
+
+    def algos(m):
+        return {c.algo for c in m.modules() if isinstance(c, spconv.conv.SparseConvolution)}
+
+    native, gemm = spconv.ConvAlgo.Native, spconv.ConvAlgo.MaskImplicitGemm
+    assert conv_algorithm("cpu", cpu_only_build=False) == native
+    assert conv_algorithm("cuda", cpu_only_build=False) == gemm
+    assert conv_algorithm("cuda", cpu_only_build=True) == native
+    torch.manual_seed(0)
+    cfg = small_config("sgn-l")
+    model = build_model(cfg).eval()
+    assert algos(model) == {native}
+    with torch.no_grad():
+        model(make_batch(cfg, 1))  # a CPU forward
+    place_sparse_convs(model, "cuda", cpu_only_build=False)  # what .to('cuda') does on a CUDA build
+    assert algos(model) == {gemm}
+    # .to(...) goes through the placement hook with the new device ('meta': no CUDA needed here)
+    seen = []
+    original = sgn_module.place_sparse_convs
+    sgn_module.place_sparse_convs = lambda m, d: seen.append(torch.device(d))
+    try:
+        model.to("meta")
+    finally:
+        sgn_module.place_sparse_convs = original
+    assert seen == [torch.device("meta")]
 
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "sgn_ros" / "model"

@@ -47,7 +47,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, PointCloud2, PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from sgn_ros.ros import conversions as conv  # noqa: E402
+from sgn_ros.geometry import apply_transform, invert_transform, xyz_rpy_to_matrix  # noqa: E402
+from sgn_ros.ros import decoders as conv  # noqa: E402
+from sgn_ros.ros.encoders import matrix_to_pose  # noqa: E402
 from sgn_ros.ros.node import PARAMETERS  # noqa: E402
 
 # --------------------------------------------------------------------------- fixtures
@@ -248,7 +250,7 @@ def _cloud(points: np.ndarray, stamp_ns: int) -> PointCloud2:
 
 
 def _camera_to_grid() -> np.ndarray:
-    return conv.xyz_rpy_to_matrix(PARAMETERS["camera_to_grid"].default)
+    return xyz_rpy_to_matrix(PARAMETERS["camera_to_grid"].default)
 
 
 def _check_outputs(h: Harness, stamp: int, pred, grid, colors: np.ndarray) -> None:
@@ -292,7 +294,7 @@ def test_yaml_sets_every_declared_parameter() -> None:
     for name, spec in PARAMETERS.items():
         assert type(params[name]) is type(spec.default), name
     np.testing.assert_allclose(params["camera_to_grid"], spec_default := PARAMETERS["camera_to_grid"].default)
-    T = conv.xyz_rpy_to_matrix(spec_default)
+    T = xyz_rpy_to_matrix(spec_default)
     # optical axes of the default camera in the grid frame: z forward = +x, x right = -y, y down = -z
     np.testing.assert_allclose(T[:3, :3], [[0, 0, 1], [-1, 0, 0], [0, -1, 0]], atol=1e-9)
 
@@ -601,8 +603,8 @@ def test_temporal_frames_use_odometry(ros_env, tiny, tmp_path) -> None:
     try:
         poses, scenes, stamps = [], [], []
         for f in range(3):
-            P = conv.xyz_rpy_to_matrix([1.5 * f, 0.1 * f, 0.0, 0.0, 0.0, 0.05 * f])
-            poses.append(conv.pose_to_matrix(conv.matrix_to_pose(P)))  # what the node reads back
+            P = xyz_rpy_to_matrix([1.5 * f, 0.1 * f, 0.0, 0.0, 0.0, 0.05 * f])
+            poses.append(conv.pose_to_matrix(matrix_to_pose(P)))  # what the node reads back
             scenes.append(_scene(10 + f, grid))
             stamps.append((STAMP0 + 300 + f) * 1_000_000_000)
 
@@ -610,27 +612,26 @@ def test_temporal_frames_use_odometry(ros_env, tiny, tmp_path) -> None:
                 od = Odometry()
                 od.header = _header(stamps[f], "odom")
                 od.child_frame_id = "sgn_grid"
-                od.pose.pose = conv.matrix_to_pose(P)
+                od.pose.pose = matrix_to_pose(P)
                 odom_pub.publish(od)
                 _publish_frame(h, stamps[f], *scenes[f])
 
             _wait_answer(node, h, stamps[f], make)
-        g2c = np.linalg.inv(_camera_to_grid())
+        g2c = invert_transform(_camera_to_grid())
         images, l2c = [scenes[2][0]], [g2c]
-        clouds = [scenes[2][1][grid.contains(scenes[2][1])]]
+        clouds = [scenes[2][1]]
         for past in (0, 1):  # config order: -2, -1
-            cur_to_past = np.linalg.inv(poses[past]) @ poses[2]
+            cur_to_past = invert_transform(poses[past]) @ poses[2]
             images.append(scenes[past][0])
             l2c.append(g2c @ cur_to_past)
-            past_to_cur = np.linalg.inv(cur_to_past)
-            p = scenes[past][1][grid.contains(scenes[past][1])]
-            clouds.append((p @ past_to_cur[:3, :3].T + past_to_cur[:3, 3]).astype(np.float32))
+            # every frame's points move into the current grid frame, cropped there once (as the datasets)
+            clouds.append(apply_transform(invert_transform(cur_to_past), scenes[past][1]))
         pred = predictor.predict([im[: NET_HW[0], : NET_HW[1]] for im in images], [K_CAM] * 3, l2c,
                                  points=np.concatenate(clouds))
         got, _, _, _ = conv.voxel_grid_to_arrays(h.received["grid"][stamps[2]])
         np.testing.assert_array_equal(got, pred.labels)
         # without the history the answer differs (the earlier frames really are used)
-        alone = predictor.predict(images[0], K_CAM, g2c, points=clouds[0])
+        alone = predictor.predict(images[0], K_CAM, g2c, points=clouds[0][grid.contains(clouds[0])])
         assert not np.array_equal(alone.labels, pred.labels)
     finally:
         h.close()

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from sgn_ros.config import load_config
+from sgn_ros.geometry import depth_to_points
 from sgn_ros.model import build_model
 from sgn_ros.model.checkpoint import save_checkpoint
 from sgn_ros.model.predictor import SSCPrediction, SSCPredictor, select_device
-from sgn_ros.model.preprocessing import depth_to_points, normalize_image
+from sgn_ros.model.preprocessing import normalize_image
 
 NET_HW = (64, 160)
 # tiny network on a coarse grid over the same volume (0.8 m voxels)
@@ -206,3 +207,27 @@ def test_cuda_inputs_match_cpu(inputs):
         assert b.images.is_cuda and b.points[0].is_cuda
         torch.testing.assert_close(b.images.cpu(), a.images, atol=1e-6, rtol=0)
         torch.testing.assert_close(b.points[0].cpu(), a.points[0], atol=1e-5, rtol=0)
+
+
+def test_projection_tables_once_per_camera_geometry_in_float64(predictor, inputs):
+    """The predictor owns camera input -> network input: the batch carries FLoSP tables made from
+    the float64 geometry, computed once per camera (a fixed camera projects once)."""
+    from sgn_ros.model.projection import network_tables
+
+    img, K, T, depth = inputs
+    a = predictor.prepare_batch(img, K, T, depth=depth)
+    b = predictor.prepare_batch(img.copy(), K.copy(), T.copy(), depth=depth)
+    assert a.gather_index is b.gather_index and a.fov_mask is b.fov_mask  # cached, not recomputed
+    cfg = predictor.cfg
+    index, visible = network_tables(cfg.grid, cfg.model.feature_stride, K[None], T[None], cfg.data.image_size)
+    assert torch.equal(a.gather_index[0], index) and torch.equal(a.fov_mask[0], visible)
+    assert a.gather_index.shape == (1, 1, cfg.grid.scaled(2).num_voxels) and a.fov_mask.any()
+    moved = T.copy()
+    moved[0, 3] += 1.0
+    c = predictor.prepare_batch(img, K, moved, depth=depth)
+    assert not torch.equal(c.gather_index, a.gather_index)
+    # resize mode: the image and K are fitted by the predictor, the tables follow the new K
+    r = predictor.prepare_batch(img, K, T, depth=depth, mode="resize")
+    assert r.images.shape[-2:] == NET_HW and not torch.equal(r.intrinsics, a.intrinsics)
+    with pytest.raises(ValueError, match="mode"):
+        predictor.prepare_batch(img, K, T, depth=depth, mode="stretch")

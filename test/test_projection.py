@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from sgn_ros.geometry.voxels import voxel_centres
 from sgn_ros.grid import VoxelGrid
 from sgn_ros.model.flosp import FLoSP
-from sgn_ros.model.projection import feature_gather_index, fov_mask, voxel_centres, voxel_to_pixel
+from sgn_ros.model.projection import (
+    feature_gather_index,
+    feature_size,
+    fov_mask,
+    projection_tables,
+    voxel_to_pixel,
+)
 
 GRID = VoxelGrid(origin=(0.0, -6.4, -2.0), voxel_size=0.8, dims=(16, 16, 8))
 K = np.array([[120.0, 0.0, 95.5], [0.0, 120.0, 31.7], [0.0, 0.0, 1.0]])
@@ -101,14 +108,33 @@ def test_flosp_matches_slow_lifting(frames):
     ts = [rotated(TR, 0.3 * i) for i in range(frames)]
     feats = torch.randn(1, frames, 5, IMAGE[0] // 16, IMAGE[1] // 16)
     flosp = FLoSP(GRID, 16)
-    k = torch.tensor(K, dtype=torch.float32).expand(1, frames, 3, 3)
-    t = torch.tensor(np.stack(ts), dtype=torch.float32)[None]
-    out = flosp(feats, k, t, IMAGE)
+    k = torch.tensor(K, dtype=torch.float32).expand(frames, 3, 3)
+    t = torch.tensor(np.stack(ts), dtype=torch.float32).to(torch.float64)  # float32-rounded, as slow_flosp
+    index, visible = projection_tables(GRID, 16, k, t, IMAGE)
+    out = flosp(feats, index[None], visible[None], IMAGE)
+    # pure: no state outside the state dict, the same inputs give the same output
+    assert not list(flosp.buffers()) and not flosp.state_dict()
+    torch.testing.assert_close(flosp(feats, index[None], visible[None], IMAGE), out, atol=0, rtol=0)
     assert out.shape == (1, 5, *GRID.dims)
     torch.testing.assert_close(out[0], slow_flosp(feats[0], K, ts, IMAGE), atol=1e-6, rtol=1e-6)
 
 
 def test_flosp_rejects_feature_map_smaller_than_image():
     flosp = FLoSP(GRID, 16)
+    index, visible = projection_tables(GRID, 16, torch.eye(3)[None], torch.eye(4, dtype=torch.float64)[None], (64, 64))
+    index, visible = index[None], visible[None]
     with pytest.raises(ValueError, match="does not cover"):
-        flosp(torch.zeros(1, 1, 2, 2, 2), torch.eye(3)[None, None], torch.eye(4)[None, None], (64, 64))
+        flosp(torch.zeros(1, 1, 2, 2, 2), index, visible, (64, 64))
+    with pytest.raises(ValueError, match="stride-16 map"):
+        flosp(torch.zeros(1, 1, 2, 5, 5), index, visible, (64, 64))
+    with pytest.raises(ValueError, match="do not match"):
+        flosp(torch.zeros(1, 1, 2, 4, 4), index[:, :, :5], visible[:, :, :5], (64, 64))
+
+
+def test_feature_size_is_the_resnet_stride_16_map():
+    """ceil(n / 16): what four padded stride-2 stages (conv 7x7, max pool, two 3x3 convs) give."""
+    for n in (1, 15, 16, 17, 64, 370, 1220):
+        m = n
+        for _ in range(4):
+            m = (m - 1) // 2 + 1  # floor((m + 2p - k) / 2) + 1 with k = 2p + 1
+        assert feature_size((n, n), 16) == (m, m)

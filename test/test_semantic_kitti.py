@@ -214,3 +214,28 @@ def test_reads_reference_label_files(synthetic_root, tmp_path) -> None:
     item = SemanticKittiDataset(root, load_config("sgn-s"), "train", sequences=["00"])[1]
     assert item["target"].dtype == torch.int64
     np.testing.assert_array_equal(item["target"].numpy(), ours)
+
+
+def test_samples_carry_projection_tables_from_float64_geometry(synthetic_root) -> None:
+    """The datasets make FLoSP's tables in their workers from the float64 transforms (issue #15:
+    float32 frame-to-frame transforms moved pixels); collate stacks them onto SSCBatch."""
+    from sgn_ros.model.projection import network_tables
+
+    cfg = load_config("sgn-t")
+    ds = build_dataset(synthetic_root, cfg, "train", sequences=["00"])
+    item = ds[2]
+    f = item["images"].shape[0]
+    n = cfg.grid.scaled(2).num_voxels
+    assert item["gather_index"].shape == (f, n) and item["gather_index"].dtype == torch.int64
+    assert item["fov_mask"].shape == (f, n) and item["fov_mask"].dtype == torch.bool
+    seq = ds.sequences["00"]
+    frame = ds.samples[2][1]
+    l2c = []
+    for fid in [frame, *temporal_frame_ids(frame, ds.offsets, ds.neighbours_available("00"))]:
+        ref_to_f = np.linalg.inv(seq.poses[fid]) @ seq.poses[frame]
+        l2c.append(seq.lidar_to_cam @ ref_to_f)  # float64 all the way
+    index, visible = network_tables(cfg.grid, cfg.model.feature_stride, np.repeat(seq.K[None], f, 0), np.stack(l2c),
+                                    cfg.data.image_size)
+    assert torch.equal(item["gather_index"], index) and torch.equal(item["fov_mask"], visible)
+    batch = collate_ssc([item, ds[1]])
+    assert batch.gather_index.shape == (2, f, n) and batch.fov_mask.shape == (2, f, n)

@@ -18,7 +18,15 @@ from sgn_ros.model.sparse_blocks import (
     scatter_max,
     scatter_mean,
 )
-from sgn_ros.model.spconv_compat import SPCONV_CPU_PATCHED, apply_cpu_patch, apply_cpu_thread_guard, spconv
+from sgn_ros.model.spconv_compat import (
+    apply_cpu_patch,
+    apply_cpu_thread_guard,
+    setup_spconv,
+    spconv,
+    spconv_cpu_patched,
+)
+
+setup_spconv("cpu")  # these tests run spconv directly, without a model that would set it up
 
 
 def dense_all_active(shape: tuple[int, int, int], channels: int, seed: int = 0):
@@ -42,7 +50,7 @@ def test_cpu_patch_is_active_and_idempotent():
 
     if torch.cuda.is_available():
         pytest.skip("the stream patch applies only without CUDA")
-    assert SPCONV_CPU_PATCHED
+    assert spconv_cpu_patched()
     assert ops.get_current_stream() == 0
     guarded = ops.indice_conv
     assert apply_cpu_patch() and ops.get_current_stream() == 0
@@ -198,3 +206,24 @@ def test_res_block_matches_dense_equivalent():
         h = F.leaky_relu(bn(conv(x, block.layers[0]), block.layers[1]), 0.1)
         h = bn(conv(h, block.layers[3]), block.layers[4])[0][:, c[:, 1], c[:, 2], c[:, 3]].T
         torch.testing.assert_close(out, F.leaky_relu(shortcut + h, 0.1), atol=1e-5, rtol=1e-5)
+
+
+def test_importing_spconv_compat_patches_nothing():
+    """Regression: spconv was patched when sgn_ros.model.spconv_compat was imported. Now only an
+    explicit setup_spconv(device) changes the library (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import spconv.pytorch.ops as ops\n"
+        "import sgn_ros.model.spconv_compat as c\n"
+        "assert not c.spconv_cpu_patched() and not getattr(ops.indice_conv, '_sgn_ros_guard', False)\n"
+        "c.setup_spconv('cuda')\n"
+        "assert not c.spconv_cpu_patched() and not getattr(ops.indice_conv, '_sgn_ros_guard', False)\n"
+        "c.setup_spconv('cpu')\n"
+        "assert getattr(ops.indice_conv, '_sgn_ros_guard', False)\n"
+        "import torch\n"
+        "assert c.spconv_cpu_patched() == (not torch.cuda.is_available())\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr

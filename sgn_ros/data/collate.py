@@ -16,7 +16,8 @@ def collate_ssc(samples: list[dict[str, Any]]) -> SSCBatch:
 
     images (B, F, 3, H, W), intrinsics (B, F, 3, 3), lidar_to_cam (B, F, 4, 4) are stacked;
     points stay a list of B (N_i, 3) tensors; target (B, X, Y, Z) and target_half
-    (B, X/2, Y/2, Z/2) are stacked when all samples carry them, else None (test split).
+    (B, X/2, Y/2, Z/2) are stacked when all samples carry them, else None (test split); so are
+    the FLoSP tables gather_index / fov_mask (B, F, N).
 
     Raises:
         ValueError: empty list, or samples whose frame counts / image sizes differ.
@@ -42,4 +43,6 @@ def collate_ssc(samples: list[dict[str, Any]]) -> SSCBatch:
         target=stack_optional("target"),
         target_half=stack_optional("target_half"),
         meta=[s.get("meta", {}) for s in samples],
+        gather_index=stack_optional("gather_index"),
+        fov_mask=stack_optional("fov_mask"),
     )

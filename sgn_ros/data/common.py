@@ -20,9 +20,11 @@ from torch.utils.data import Dataset
 
 from sgn_ros.config import SGNConfig
 from sgn_ros.data import kitti_io
+from sgn_ros.geometry import apply_transform, crop_or_pad, invert_transform
 from sgn_ros.grid import VoxelGrid
 from sgn_ros.labels import IGNORE_LABEL, LabelSet, load_label_set
-from sgn_ros.model.preprocessing import crop_or_pad, normalize_image
+from sgn_ros.model.preprocessing import normalize_image
+from sgn_ros.model.projection import network_tables
 
 PathLike = str | os.PathLike[str]
 
@@ -61,14 +63,6 @@ def near_range_mask(grid: VoxelGrid, eval_range: float | None) -> np.ndarray | N
     mask = np.ones(grid.dims, dtype=bool)
     mask[:x_end, y_lo:y_hi, :] = False
     return mask
-
-
-def rigid_transform(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
-    """Apply a (4, 4) rigid transform to (N, 3) points -> (N, 3).
-
-    Written as (R @ P^T)^T: numpy's (N, 3) @ (3, 3) path is ~10x slower for large N.
-    """
-    return (transform[:3, :3] @ points.T).T + transform[:3, 3]
 
 
 def temporal_frame_ids(frame: int, offsets: tuple[int, ...], available: set[int] | range) -> list[int]:
@@ -251,14 +245,14 @@ class SSCDataset(Dataset):
                 ref_to_f = np.eye(4)
             else:
                 # current LiDAR -> world -> LiDAR of frame f
-                ref_to_f = np.linalg.inv(info.poses[f]) @ ref
+                ref_to_f = invert_transform(info.poses[f]) @ ref
             l2c.append(info.lidar_to_cam @ ref_to_f)
             if self.load_points:
                 if f not in loaded_points:
                     loaded_points[f] = self.load_points_file(self.points_path(seq, f))
                 p = loaded_points[f]
                 if f != frame:
-                    p = rigid_transform(p, np.linalg.inv(ref_to_f))
+                    p = apply_transform(invert_transform(ref_to_f), p)
                 pts.append(p)
         target = self.load_target(seq, frame, "1_1", self.grid.dims)
         if target is not None and self._range_mask is not None:
@@ -266,6 +260,11 @@ class SSCDataset(Dataset):
         target_half = self.load_target(seq, frame, "1_2", self.grid.scaled(2).dims)
         k = np.repeat(info.K[None].astype(np.float32), len(frames), axis=0)
         points = np.concatenate(pts).astype(np.float32) if pts else np.zeros((0, 3), np.float32)
+        # FLoSP tables from the float64 geometry, here in the CPU worker (the network never projects)
+        gather_index, fov_mask = network_tables(
+            self.grid, self.cfg.model.feature_stride, np.repeat(info.K[None], len(frames), axis=0), np.stack(l2c),
+            self.image_size,
+        )
         return {
             "images": torch.from_numpy(np.stack(images)),
             "intrinsics": torch.from_numpy(k),
@@ -273,6 +272,8 @@ class SSCDataset(Dataset):
             "points": torch.from_numpy(points),
             "target": None if target is None else torch.from_numpy(target),
             "target_half": None if target_half is None else torch.from_numpy(target_half),
+            "gather_index": gather_index,
+            "fov_mask": fov_mask,
             "meta": {
                 "dataset": self.dataset_name,
                 "sequence": seq,

@@ -110,7 +110,7 @@ def depth_map_to_lidar(
     Back-projection with P2's K from the image_2 camera (offset from camera 0 by P2's translation)
     into the LiDAR frame through inv(Tr); keeps x >= 0 and z < max_height as the reference does.
     """
-    from sgn_ros.model.preprocessing import depth_to_points
+    from sgn_ros.geometry import depth_to_points
 
     pts = depth_to_points(depth, calib["P2"][:3, :3], camera2_to_lidar(calib))
     pts = pts[(pts[:, 0] >= 0) & (pts[:, 2] < max_height)]

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sgn_ros.geometry.camera import stereo_baseline_from_P
+
 
 @dataclass(frozen=True)
 class StereoParams:
@@ -41,11 +43,8 @@ def stereo_baseline_focal(p2: np.ndarray, p3: np.ndarray) -> tuple[float, float]
     p3 = np.asarray(p3, dtype=np.float64)
     if p2.shape != (3, 4) or p3.shape != (3, 4):
         raise ValueError(f"stereo_baseline_focal: expected (3, 4) P2 and P3, got {p2.shape}, {p3.shape}")
-    fx = p2[0, 0]
-    baseline = (p2[0, 3] - p3[0, 3]) / fx
-    if not baseline > 0:
-        raise ValueError(f"stereo_baseline_focal: non-positive baseline {baseline} m from P2 / P3 (is image_3 right?)")
-    return float(baseline), float(fx)
+    baseline = stereo_baseline_from_P(p2, p3, "stereo_baseline_focal: P2 / P3")
+    return baseline, float(p2[0, 0])
 
 
 def disparity_sgbm(left: np.ndarray, right: np.ndarray, params: StereoParams = StereoParams()) -> np.ndarray:

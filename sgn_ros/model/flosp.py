@@ -3,24 +3,19 @@
 # voxels outside the image or behind the camera take zeros; with several frames (SGN-T) the
 # features of the frames that see a voxel are averaged.
 #
-# Projection tables cache: the gather index (B*F, N) and the FOV mask (B, F, N) depend only on
-# (K, lidar_to_cam, image size, feature size). They are computed on the input device and kept in
-# a small LRU cache. The cache key is the batch layout (device, B, F, image and feature size);
-# the entry is valid when the cameras are equal to the cached ones, checked with one
-# `torch.equal` on the device (a single boolean read per batch - the seed selection later in the
-# forward synchronises anyway). A fixed camera (ROS node, single-frame KITTI sequence) therefore
-# projects once; a new pose computes new tables.
+# A pure function of its inputs: the projection tables (gather index and FOV mask, see
+# projection.py) come with the batch. The datasets make them in their CPU workers, the predictor
+# once per camera geometry; the module keeps no cache (nothing outside its state_dict changes
+# between calls). Host round trips: none (gather, sum and divide on the device).
 """FLoSP: lift stride-16 image features onto the voxel grid (single frame or frame average)."""
 
 from __future__ import annotations
-
-from collections import OrderedDict
 
 import torch
 from torch import nn
 
 from sgn_ros.grid import VoxelGrid
-from sgn_ros.model.projection import feature_gather_index, fov_mask, voxel_centres, voxel_to_pixel
+from sgn_ros.model.projection import feature_size
 
 __all__ = ["FLoSP"]
 
@@ -31,87 +26,51 @@ class FLoSP(nn.Module):
     Args:
         grid: the grid the features are lifted to (SGN: the 1/2-scale grid, 128 x 128 x 16).
         stride: pixels per feature cell of the sampled feature map (16).
-        cache_size: camera set-ups whose projection tables are kept.
 
-    Forward: features (B, F, C, h, w), intrinsics (B, F, 3, 3), lidar_to_cam (B, F, 4, 4),
-    image_size (H, W) -> (B, C, X, Y, Z) lifted features.
+    Forward: features (B, F, C, h, w), gather index (B, F, N) int64 and FOV mask (B, F, N) bool
+    (`projection.projection_tables` per sample), image_size (H, W) -> (B, C, X, Y, Z).
     """
 
-    def __init__(self, grid: VoxelGrid, stride: int, cache_size: int = 4) -> None:
+    def __init__(self, grid: VoxelGrid, stride: int) -> None:
         super().__init__()
         self.grid = grid
         self.stride = int(stride)
-        self.cache_size = int(cache_size)
-        # Voxel centres (N, 3) float32, metres; a buffer so that .to(device) moves it, not saved.
-        self.register_buffer("centres", voxel_centres(grid), persistent=False)
-        self._cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
-
-    def clear_cache(self) -> None:
-        """Forget all cached projection tables."""
-        self._cache.clear()
-
-    def tables(
-        self,
-        intrinsics: torch.Tensor,
-        lidar_to_cam: torch.Tensor,
-        image_size: tuple[int, int],
-        feature_size: tuple[int, int],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gather index (B*F, N) int64 into a (h*w + 1) feature row and FOV mask (B, F, N) bool.
-
-        Cached per camera set-up (see the module header).
-        """
-        b, f = intrinsics.shape[:2]
-        device = self.centres.device
-        key = (str(device), b, f, tuple(int(s) for s in image_size), tuple(int(s) for s in feature_size))
-        fingerprint = torch.cat([intrinsics.reshape(-1), lidar_to_cam.reshape(-1)]).to(device=device)
-        hit = self._cache.get(key)
-        if hit is not None and hit[0].dtype == fingerprint.dtype and torch.equal(hit[0], fingerprint):
-            self._cache.move_to_end(key)
-            return hit[1], hit[2]
-        with torch.no_grad():
-            pixels, depth = voxel_to_pixel(
-                self.centres, intrinsics.reshape(b * f, 3, 3).to(device), lidar_to_cam.reshape(b * f, 4, 4).to(device)
-            )
-            visible = fov_mask(pixels, depth, image_size)
-            index = feature_gather_index(pixels, visible, self.stride, feature_size)
-        visible = visible.reshape(b, f, -1)
-        self._cache[key] = (fingerprint.detach().clone(), index, visible)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return index, visible
 
     def forward(
         self,
         features: torch.Tensor,
-        intrinsics: torch.Tensor,
-        lidar_to_cam: torch.Tensor,
+        gather_index: torch.Tensor,
+        fov_mask: torch.Tensor,
         image_size: tuple[int, int],
     ) -> torch.Tensor:
         if features.dim() != 5:
             raise ValueError(f"FLoSP: features must be (B, F, C, h, w), got {tuple(features.shape)}")
         b, f, c, fh, fw = features.shape
-        if tuple(intrinsics.shape) != (b, f, 3, 3) or tuple(lidar_to_cam.shape) != (b, f, 4, 4):
+        n = self.grid.num_voxels
+        if tuple(gather_index.shape) != (b, f, n) or tuple(fov_mask.shape) != (b, f, n):
             raise ValueError(
-                f"FLoSP: intrinsics {tuple(intrinsics.shape)} / lidar_to_cam {tuple(lidar_to_cam.shape)} "
-                f"do not match features (B={b}, F={f})"
+                f"FLoSP: gather_index {tuple(gather_index.shape)} / fov_mask {tuple(fov_mask.shape)} "
+                f"do not match features (B={b}, F={f}) and the grid ({n} voxels)"
             )
         h, w = int(image_size[0]), int(image_size[1])
         if fh * self.stride < h or fw * self.stride < w:
             raise ValueError(
                 f"FLoSP: feature map {fh}x{fw} at stride {self.stride} does not cover the {h}x{w} image"
             )
-        index, visible = self.tables(intrinsics, lidar_to_cam, (h, w), (fh, fw))
+        if (fh, fw) != feature_size((h, w), self.stride):
+            raise ValueError(
+                f"FLoSP: feature map {fh}x{fw} is not the stride-{self.stride} map of a {h}x{w} image "
+                f"{feature_size((h, w), self.stride)} the gather index was made for"
+            )
         src = features.reshape(b * f, c, fh * fw)
         src = torch.cat([src, src.new_zeros(b * f, c, 1)], dim=-1)  # slot h*w: zeros for unseen voxels
-        lifted = torch.gather(src, 2, index.unsqueeze(1).expand(-1, c, -1))  # (B*F, C, N)
-        lifted = lifted.reshape(b, f, c, -1)
+        index = gather_index.reshape(b * f, 1, n).expand(-1, c, -1)
+        lifted = torch.gather(src, 2, index).reshape(b, f, c, n)
         if f > 1:
             # Average over the frames that see each voxel (unseen frames contribute exact zeros).
-            counts = visible.sum(dim=1)  # (B, N) int64
+            counts = fov_mask.sum(dim=1)  # (B, N) int64
             counts = torch.where(counts == 0, torch.ones_like(counts), counts)
-            lifted = torch.sum(lifted * visible.unsqueeze(2).to(lifted.dtype), dim=1) / counts[:, None]
+            lifted = torch.sum(lifted * fov_mask.unsqueeze(2).to(lifted.dtype), dim=1) / counts[:, None]
         else:
             lifted = lifted[:, 0]
         return lifted.reshape(b, c, *self.grid.dims)

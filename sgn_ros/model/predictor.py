@@ -1,8 +1,10 @@
 # Inference front end of SGN for plain Python callers (the ROS node, the demo, notebooks): takes
 # camera images as they come (uint8 RGB, any size), their intrinsics and LiDAR->camera
 # transforms, plus LiDAR points or a metric depth map, and returns the semantic scene completion
-# of the current frame as NumPy arrays. The model is built and placed once; per-camera tables
-# (the FLoSP projection) are cached inside the model between calls.
+# of the current frame as NumPy arrays. It owns "camera input -> network input": fitting images
+# (and K) to the network, depth -> points, cropping points to the grid and the FLoSP projection
+# tables, made once per camera geometry in float64 (`prepare_batch`). The model is built and
+# placed once (spconv set up for the device there).
 """`SSCPredictor`: images (+ points or depth) -> per-voxel labels and confidence."""
 
 from __future__ import annotations
@@ -18,30 +20,46 @@ import torch.nn.functional as F
 
 from sgn_ros.batch import SSCBatch
 from sgn_ros.config import SGNConfig, load_config
-from sgn_ros.model.preprocessing import (
+from sgn_ros.geometry import (
     check_intrinsics,
     check_transform,
     depth_to_points,
-    normalize_image,
+    fit_image,
+    invert_transform,
     points_in_grid,
 )
+from sgn_ros.grid import VoxelGrid
+from sgn_ros.model.preprocessing import normalize_image
+from sgn_ros.model.projection import network_tables
 
 __all__ = ["SSCPrediction", "SSCPredictor", "select_device"]
 
 log = logging.getLogger(__name__)
+
+#: Camera geometries whose projection tables a predictor keeps (a fixed camera needs one; SGN-T's
+#: moving frames make a new one per frame).
+TABLE_CACHE_SIZE = 4
 
 
 @dataclass
 class SSCPrediction:
     """The completed scene of one frame on the full-scale grid (cfg.grid.dims, indexed [x, y, z]).
 
+    The one value the ROS encoders (sgn_ros.ros.encoders) take.
+
     Attributes:
         labels: (X, Y, Z) uint8 training class ids (0 = empty).
-        confidence: (X, Y, Z) float32 in [0, 1], the softmax probability of the chosen class.
+        confidence: (X, Y, Z) float32 in [0, 1], the softmax probability of the chosen class
+            (None: no confidence, e.g. a prediction read back from a message without it).
+        grid: the voxel grid the arrays are indexed by.
+        grid_to_frame: (4, 4) grid coordinates -> the frame the outputs are published in
+            (None = the grid frame itself); set by the caller that publishes (`dataclasses.replace`).
     """
 
     labels: np.ndarray
-    confidence: np.ndarray
+    confidence: np.ndarray | None
+    grid: VoxelGrid
+    grid_to_frame: np.ndarray | None = None
 
 
 def select_device(device: str | torch.device | None) -> torch.device:
@@ -127,24 +145,98 @@ class SSCPredictor:
             if self.weights_source == "untrained":
                 self.weights_source = path
         self.model = model.to(self.device).eval()
+        #: FLoSP tables per camera geometry (see `tables`): host-side state of the predictor, not the model
+        self._tables: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @property
     def num_frames(self) -> int:
         return self.cfg.data.num_frames
 
-    # ----------------------------------------------------------------- input preparation
+    # ----------------------------------------------------------------- camera input -> network input
+    def fit_camera(self, image: np.ndarray, K: np.ndarray, mode: str = "crop") -> tuple[np.ndarray, np.ndarray]:
+        """A camera image (H, W, 3) uint8 of any size and its K -> the network's image size and K.
+
+        ``crop`` keeps the top-left cfg.data.image_size (K unchanged; a smaller image is padded
+        with the mean colour later, in `prepare_batch`); ``resize`` scales image and K
+        (`sgn_ros.geometry.fit_image`).
+        """
+        if mode == "crop":
+            h, w = self.cfg.data.image_size
+            return image[:h, :w], check_intrinsics(K, "K")
+        return fit_image(image, check_intrinsics(K, "K"), self.cfg.data.image_size, mode)
+
+    def camera_points(
+        self,
+        camera_to_grid: np.ndarray,
+        K: np.ndarray | None = None,
+        depth: np.ndarray | None = None,
+        points: np.ndarray | None = None,
+        image_hw: tuple[int, int] | None = None,
+    ) -> np.ndarray | torch.Tensor:
+        """The geometry cue of one camera frame as (N, 3) float32 points in the grid frame.
+
+        `depth` (H, W) metres registered to the camera image (back-projected with the image's
+        own K, before any fitting, through `camera_to_grid`) or `points` (N, >=3) already in the
+        grid frame, or neither (an empty cloud; an error for variants with geometry guidance).
+        Not yet cropped to the grid: `prepare_batch` crops the merged cloud once. On a CUDA
+        predictor the back-projection runs on the device (a tensor comes back).
+        """
+        if points is not None and depth is not None:
+            raise ValueError("give either points or depth, not both")
+        if points is None and depth is None:
+            if self.cfg.model.guidance:
+                raise ValueError(f"{self.cfg.name} (guidance enabled) needs points (N, 3) or a depth map (H, W)")
+            return np.zeros((0, 3), np.float32)
+        on_host = self.device.type == "cpu"  # NumPy there (faster than CPU torch), else torch on the device
+        if depth is not None:
+            depth = np.asarray(depth)
+            if depth.ndim != 2 or (image_hw is not None and depth.shape != tuple(image_hw)):
+                raise ValueError(
+                    f"depth: expected an (H, W) map of frame 0's image size {tuple(image_hw or ())}, got {depth.shape}"
+                )
+            if not on_host:
+                depth = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)).to(self.device)
+            return depth_to_points(depth, K, camera_to_grid)
+        arr = np.asarray(points)
+        if arr.ndim != 2 or arr.shape[1] < 3 or not np.issubdtype(arr.dtype, np.number):
+            raise ValueError(f"points: expected an (N, 3) array of LiDAR-frame metres, got {arr.dtype} {arr.shape}")
+        pts = np.ascontiguousarray(arr[:, :3], dtype=np.float32)
+        return pts[np.isfinite(pts).all(axis=1)]
+
+    def tables(
+        self, intrinsics: Sequence[np.ndarray], lidar_to_cam: Sequence[np.ndarray]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """FLoSP tables (1, F, N) of these cameras, made once per camera geometry (float64, then
+        cast by the projection) and kept on the device: a fixed camera projects once."""
+        key = b"".join(np.asarray(a, dtype=np.float64).tobytes() for a in (*intrinsics, *lidar_to_cam))
+        hit = self._tables.get(key)
+        if hit is None:
+            index, visible = network_tables(
+                self.grid, self.cfg.model.feature_stride, np.stack(intrinsics), np.stack(lidar_to_cam),
+                self.cfg.data.image_size, self.device,
+            )
+            hit = (index[None], visible[None])
+            self._tables[key] = hit
+            while len(self._tables) > TABLE_CACHE_SIZE:
+                self._tables.pop(next(iter(self._tables)))
+        return hit
+
     def prepare_batch(
         self,
         images: np.ndarray | Sequence[np.ndarray],
         intrinsics: np.ndarray | Sequence[np.ndarray],
         lidar_to_cam: np.ndarray | Sequence[np.ndarray],
-        points: np.ndarray | None = None,
+        points: np.ndarray | torch.Tensor | None = None,
         depth: np.ndarray | None = None,
+        mode: str = "crop",
     ) -> SSCBatch:
-        """Validate and convert raw inputs into a one-sample `SSCBatch` on the predictor's device.
+        """Camera input -> a one-sample `SSCBatch` on the predictor's device: the ONE place where
+        images are fitted to the network (`mode`, see `fit_camera`), depth becomes points, points
+        are cropped to the grid and the FLoSP projection tables are attached.
 
         A single image for a temporal variant stands in for every frame (as the reference does
-        where neighbours are missing); several images need one lidar_to_cam per image.
+        where neighbours are missing); several images need one lidar_to_cam per image. `points`
+        are grid-frame points of all frames (N, 3); `depth` is frame 0's depth map.
         """
         imgs = [np.asarray(i) for i in images] if isinstance(images, (list, tuple)) else [np.asarray(images)]
         for i, im in enumerate(imgs):
@@ -165,63 +257,53 @@ class SSCPredictor:
                 f"got {len(imgs)} image(s), {len(ks)} intrinsics and {len(ts)} lidar_to_cam: give one per image "
                 "(one intrinsics matrix may serve all)"
             )
+        pts = points
+        if not isinstance(points, torch.Tensor):
+            pts = self.camera_points(invert_transform(ts[0]), ks[0], depth, points, imgs[0].shape[:2])
         if len(imgs) == 1 and f > 1:
             imgs, ks, ts = imgs * f, ks * f, ts * f
 
-        # crop the uint8 pixels on the host (a view), normalise on the device, then pad with
-        # 0 = the mean colour; a top-left crop / pad keeps K
-        h, w = self.cfg.data.image_size
-        mean, std = self.cfg.data.image_mean, self.cfg.data.image_std
-        done: dict[int, torch.Tensor] = {}  # a repeated image is converted once
-        tensors = []
-        for im in imgs:
-            if id(im) not in done:
-                pixels = torch.from_numpy(np.ascontiguousarray(im[:h, :w])).to(self.device, non_blocking=True)
-                x = normalize_image(pixels, mean, std)
-                done[id(im)] = F.pad(x, (0, w - x.shape[2], 0, h - x.shape[1]))
-            tensors.append(done[id(im)])
-        pts = self._points(points, depth, imgs[0].shape[:2], ks[0], ts[0])
+        images_net, fitted_ks = self._network_images(imgs, ks, mode)
+        gather_index, fov_mask = self.tables(fitted_ks, ts)
         batch = SSCBatch(
-            images=torch.stack(tensors)[None],
-            intrinsics=torch.from_numpy(np.stack(ks)[None].astype(np.float32)),
+            images=images_net[None],
+            intrinsics=torch.from_numpy(np.stack(fitted_ks)[None].astype(np.float32)),
             lidar_to_cam=torch.from_numpy(np.stack(ts)[None].astype(np.float32)),
-            points=[pts],
+            points=[self._crop(pts)],
+            gather_index=gather_index,
+            fov_mask=fov_mask,
         )
         return batch.to(self.device)
 
-    def _points(
-        self, points: np.ndarray | None, depth: np.ndarray | None, image_hw: tuple[int, int],
-        K: np.ndarray, lidar_to_cam: np.ndarray,
-    ) -> torch.Tensor:
-        """LiDAR-frame points (N, 3) float32 inside the grid volume, from `points` or `depth`,
-        computed on the predictor's device (back-projection and cropping are cheap there)."""
-        if points is not None and depth is not None:
-            raise ValueError("give either points or depth, not both")
-        if points is None and depth is None:
-            if self.cfg.model.guidance:
-                raise ValueError(f"{self.cfg.name} (guidance enabled) needs points (N, 3) or a depth map (H, W)")
-            return torch.zeros((0, 3), dtype=torch.float32, device=self.device)
-        on_host = self.device.type == "cpu"  # NumPy there (faster than CPU torch), else torch on the device
-        if depth is not None:
-            depth = np.asarray(depth)
-            if depth.ndim != 2 or depth.shape != tuple(image_hw):
-                raise ValueError(
-                    f"depth: expected an (H, W) map of frame 0's image size {tuple(image_hw)}, got {depth.shape}"
-                )
-            if not on_host:
-                depth = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)).to(self.device)
-            pts = depth_to_points(depth, K, np.linalg.inv(lidar_to_cam))
-        else:
-            arr = np.asarray(points)
-            if arr.ndim != 2 or arr.shape[1] < 3 or not np.issubdtype(arr.dtype, np.number):
-                raise ValueError(f"points: expected an (N, 3) array of LiDAR-frame metres, got {arr.dtype} {arr.shape}")
-            pts = np.ascontiguousarray(arr[:, :3], dtype=np.float32)
-            pts = pts[np.isfinite(pts).all(axis=1)]
-            if not on_host:
-                pts = torch.from_numpy(pts).to(self.device)
-        if on_host:
-            return torch.from_numpy(np.ascontiguousarray(pts[self.grid.contains(pts)]))
-        return pts[points_in_grid(pts, self.grid)]
+    def _network_images(
+        self, imgs: list[np.ndarray], ks: list[np.ndarray], mode: str
+    ) -> tuple[torch.Tensor, list[np.ndarray]]:
+        """(F, 3, H', W') normalised images on the device and their K. The uint8 pixels are
+        cropped / resized on the host, normalised on the device, then padded with 0 = the mean
+        colour (a top-left crop / pad keeps K); a repeated image is converted once."""
+        h, w = self.cfg.data.image_size
+        mean, std = self.cfg.data.image_mean, self.cfg.data.image_std
+        done: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
+        tensors, fitted_ks = [], []
+        for im, k in zip(imgs, ks):
+            if id(im) not in done:
+                fitted, k_net = self.fit_camera(im, k, mode)
+                pixels = torch.from_numpy(np.ascontiguousarray(fitted)).to(self.device, non_blocking=True)
+                x = normalize_image(pixels, mean, std)
+                done[id(im)] = (F.pad(x, (0, w - x.shape[2], 0, h - x.shape[1])), k_net)
+            tensors.append(done[id(im)][0])
+            fitted_ks.append(done[id(im)][1] if mode != "crop" else k)
+        return torch.stack(tensors), fitted_ks
+
+    def _crop(self, pts: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Grid-frame points -> the (N, 3) float32 tensor of those inside the grid volume."""
+        if isinstance(pts, torch.Tensor):
+            pts = pts.to(self.device)
+            return pts[points_in_grid(pts, self.grid)]
+        if self.device.type != "cpu":
+            pts = torch.from_numpy(np.ascontiguousarray(pts, dtype=np.float32)).to(self.device)
+            return pts[points_in_grid(pts, self.grid)]
+        return torch.from_numpy(np.ascontiguousarray(pts[points_in_grid(pts, self.grid)]))
 
     # ----------------------------------------------------------------- inference
     @torch.inference_mode()
@@ -230,8 +312,9 @@ class SSCPredictor:
         images: np.ndarray | Sequence[np.ndarray],
         intrinsics: np.ndarray | Sequence[np.ndarray],
         lidar_to_cam: np.ndarray | Sequence[np.ndarray],
-        points: np.ndarray | None = None,
+        points: np.ndarray | torch.Tensor | None = None,
         depth: np.ndarray | None = None,
+        mode: str = "crop",
     ) -> SSCPrediction:
         """Complete the scene of the current frame (frame 0).
 
@@ -242,11 +325,12 @@ class SSCPredictor:
             lidar_to_cam: (4, 4) current LiDAR frame -> camera (one per image when several).
             points: (N, 3) LiDAR-frame points, metres; or
             depth: (H, W) metric depth of frame 0's image (back-projected to pseudo-LiDAR).
+            mode: fitting of images to the network input, ``crop`` or ``resize`` (`fit_camera`).
 
         Returns:
             `SSCPrediction` with labels uint8 and confidence float32, both cfg.grid.dims.
         """
-        batch = self.prepare_batch(images, intrinsics, lidar_to_cam, points, depth)
+        batch = self.prepare_batch(images, intrinsics, lidar_to_cam, points, depth, mode)
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.fp16):
             out = self.model(batch)
         logits = out["ssc_logits"][0].float()  # (C, X, Y, Z)
@@ -254,4 +338,5 @@ class SSCPredictor:
         return SSCPrediction(
             labels=labels.to(torch.uint8).cpu().numpy(),
             confidence=conf.cpu().numpy().astype(np.float32, copy=False),
+            grid=self.grid,
         )

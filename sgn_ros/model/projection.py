@@ -12,25 +12,14 @@ from __future__ import annotations
 
 import torch
 
+from sgn_ros.geometry.voxels import voxel_centres
 from sgn_ros.grid import VoxelGrid
 
-__all__ = ["voxel_centres", "voxel_to_pixel", "fov_mask", "feature_gather_index"]
+__all__ = ["voxel_to_pixel", "fov_mask", "feature_gather_index", "feature_size", "projection_tables",
+           "network_tables", "FEATURE_SCALE"]
 
 #: Smallest camera depth used as a divisor (metres), as the reference's cam2pix.
 MIN_DEPTH = 1e-6
-
-
-def voxel_centres(grid: VoxelGrid, device: torch.device | str | None = None) -> torch.Tensor:
-    """Centres of all voxels of `grid`, metres, (X*Y*Z, 3) float32 in C order of (x, y, z).
-
-    Computed in float32 as the reference does (origin + voxel_size * (index + 0.5)) so that
-    projected pixels round identically.
-    """
-    axes = [torch.arange(d, dtype=torch.float32, device=device) for d in grid.dims]
-    ix, iy, iz = torch.meshgrid(*axes, indexing="ij")
-    idx = torch.stack([ix, iy, iz], dim=-1).reshape(-1, 3)
-    origin = torch.tensor(grid.origin, dtype=torch.float32, device=device)
-    return origin + grid.voxel_size * (idx + 0.5)
 
 
 def voxel_to_pixel(
@@ -90,3 +79,67 @@ def feature_gather_index(
     index = cv * fw + cu
     outside = torch.full_like(index, fh * fw)
     return torch.where(visible, index, outside)
+
+
+def feature_size(image_size: tuple[int, int], stride: int) -> tuple[int, int]:
+    """(h, w) of the stride-`stride` feature map of an (H, W) image: ceil(H / stride), ceil(W / stride).
+
+    ResNet's stride-2 stages (padded 7x7 / 3x3 convs and max pooling) each give ceil(n / 2), and
+    nested ceilings of integer divisions are the ceiling of the whole division.
+    """
+    s = int(stride)
+    return -(-int(image_size[0]) // s), -(-int(image_size[1]) // s)
+
+
+def projection_tables(
+    grid: VoxelGrid,
+    stride: int,
+    intrinsics: torch.Tensor,
+    lidar_to_cam: torch.Tensor,
+    image_size: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """FLoSP's tables for F cameras: gather index (F, N) int64 and FOV mask (F, N) bool.
+
+    A pure function of the camera geometry, computed where the inputs live (dataset workers on
+    the CPU, the predictor on its device). `lidar_to_cam` should be float64 (the reference's
+    precision: a float32 frame-to-frame transform moves pixels by rounding); K is rounded through
+    float32 inside `voxel_to_pixel`, as the reference does.
+
+    Args:
+        grid: the lifted grid (SGN: the 1/2-scale grid); N = grid.num_voxels.
+        stride: pixels per feature cell (16).
+        intrinsics: (F, 3, 3) K of the network images; lidar_to_cam: (F, 4, 4).
+        image_size: (H, W) of the network images.
+    """
+    centres = voxel_centres(grid, device=lidar_to_cam.device)
+    with torch.no_grad():
+        pixels, depth = voxel_to_pixel(centres, intrinsics.to(lidar_to_cam.device), lidar_to_cam)
+        visible = fov_mask(pixels, depth, image_size)
+        index = feature_gather_index(pixels, visible, stride, feature_size(image_size, stride))
+    return index, visible
+
+
+#: SGN lifts image features onto the grid at 1 / FEATURE_SCALE of the full resolution.
+FEATURE_SCALE = 2
+
+
+def network_tables(
+    grid: VoxelGrid,
+    stride: int,
+    intrinsics,
+    lidar_to_cam,
+    image_size: tuple[int, int],
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tables one sample of SGN needs: `projection_tables` on grid.scaled(FEATURE_SCALE).
+
+    The one entry point of the datasets (per sample, CPU workers) and the predictor (once per
+    camera geometry). `intrinsics` (F, 3, 3) and `lidar_to_cam` (F, 4, 4) are arrays or tensors,
+    converted to float64 on `device` (NumPy's float64 transforms keep their precision).
+
+    Returns:
+        gather index (F, N) int64 and FOV mask (F, N) bool, N = voxels of the 1/2-scale grid.
+    """
+    k = torch.as_tensor(intrinsics, dtype=torch.float64, device=device)
+    t = torch.as_tensor(lidar_to_cam, dtype=torch.float64, device=device)
+    return projection_tables(grid.scaled(FEATURE_SCALE), stride, k, t, image_size)

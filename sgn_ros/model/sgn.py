@@ -1,5 +1,6 @@
 # SGN assembled (the reference's one-stage "guidance" model: ResNet + FPN + SGNHeadOne with the
-# depth-based proposal network), batched and free of host round-trips:
+# depth-based proposal network), batched, and a pure function of the batch (no cache: FLoSP's
+# projection tables come with the batch):
 #
 #   images (B, F, 3, H, W) -> encoder -> neck -> (B*F, D, H/16, W/16)
 #   FLoSP (frame average) -> (B, D, X, Y, Z) at 1/2 scale -> bottleneck 3x3x3 conv
@@ -12,6 +13,11 @@
 #
 # Every size comes from cfg.grid / cfg.model. The network works at 1/FEATURE_SCALE of cfg.grid,
 # a factor fixed by the proposal U-Net's structure.
+#
+# Host round trips: no .item() / .cpu() / NumPy, but sparse convolution is inherently
+# data-dependent: torch.nonzero (seed selection here) and torch.unique (voxelisation in the
+# proposal) size their outputs by the data and so wait for the device, as do spconv's indice-pair
+# builds. A forward on CUDA therefore synchronises a few times; it never copies tensors back.
 """The SGN network: `SGN(cfg)`, forward(SSCBatch) -> dict of logits."""
 
 from __future__ import annotations
@@ -27,12 +33,13 @@ from sgn_ros.model.flosp import FLoSP
 from sgn_ros.model.guidance import SparseGuidanceBlock
 from sgn_ros.model.heads import GeometryGuidanceHead, OutputHead, make_prior_mlp, make_seed_head
 from sgn_ros.model.neck import FPNNeck
+from sgn_ros.model.projection import FEATURE_SCALE, projection_tables
 from sgn_ros.model.proposal import SparseVoxelProposal
+from sgn_ros.model.spconv_compat import place_sparse_convs
 
 __all__ = ["SGN", "FEATURE_SCALE", "BACKBONE_DEPTHS", "MIN_SEEDS"]
 
 #: Resolution of the network's 3-D features relative to cfg.grid (1/2).
-FEATURE_SCALE = 2
 #: cfg.model.backbone -> ResNet depth.
 BACKBONE_DEPTHS = {"resnet18": 18, "resnet50": 50}
 #: A sample with fewer seeds than this takes all voxels as seeds (reference behaviour).
@@ -91,6 +98,18 @@ class SGN(nn.Module):
         # frozen so that optimisers and DistributedDataParallel ignore them.
         for p in self.unused_parameters():
             p.requires_grad_(False)
+        place_sparse_convs(self, torch.device("cpu"))  # built on the CPU
+
+    def _apply(self, fn, recurse: bool = True):
+        """Every device move (.to / .cuda / .cpu) also places the sparse convs on the new device:
+        spconv is set up for it and the conv algorithm chosen there, once (see spconv_compat)."""
+        out = super()._apply(fn, recurse)
+        place_sparse_convs(self, self.parameter_device())
+        return out
+
+    def parameter_device(self) -> torch.device:
+        """The device of the model's parameters."""
+        return next(self.parameters()).device
 
     def unused_parameters(self) -> list[nn.Parameter]:
         """Parameters that the forward never touches (ResNet layer4, two U-Net deconvs, scale_selection)."""
@@ -110,7 +129,27 @@ class SGN(nn.Module):
         b, f, _, h, w = batch.images.shape
         feats = self.neck(self.encoder(batch.images.reshape(b * f, *batch.images.shape[2:])))
         feats = feats.reshape(b, f, *feats.shape[1:])
-        return self.bottleneck(self.flosp(feats, batch.intrinsics, batch.lidar_to_cam, (h, w)))
+        index, visible = batch.gather_index, batch.fov_mask
+        if index is None or visible is None:
+            index, visible = self.projection_tables(batch)
+        return self.bottleneck(self.flosp(feats, index, visible, (h, w)))
+
+    def projection_tables(self, batch: SSCBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """FLoSP tables (B, F, N) of a batch that came without them (hand-built batches, tests).
+
+        Pure (nothing is cached) and made from the batch's float32 transforms; the datasets and
+        the predictor attach tables made once from float64 geometry instead (the reference's
+        precision), see `projection.network_tables`.
+        """
+        b, f, _, h, w = batch.images.shape
+        index, visible = projection_tables(
+            self.feature_grid,
+            self.flosp.stride,
+            batch.intrinsics.reshape(b * f, 3, 3),
+            batch.lidar_to_cam.reshape(b * f, 4, 4).to(torch.float64),
+            (h, w),
+        )
+        return index.reshape(b, f, -1), visible.reshape(b, f, -1)
 
     def select_seeds(self, proposal_logits: torch.Tensor) -> torch.Tensor:
         """(B, 1, X, Y, Z) logits -> (B, X, Y, Z) bool seeds: logit > 0, or all voxels of a sample

@@ -137,10 +137,8 @@ class SparseResBlock(spconv.SparseModule):
             # which is what autocast hands over: the block runs in float32 with autocast off.
             with torch.autocast("cuda", enabled=False):
                 return self._block(x.replace_feature(x.features.float()))
-        # A CUDA build of spconv defaults to implicit GEMM, which exists only on CUDA; the native
-        # gather-GEMM-scatter path works on both, so CPU tensors always take it.
-        for conv in (self.layers_in[0], self.layers[0], self.layers[3]):
-            conv.algo = spconv.ConvAlgo.Native
+        # The conv algorithm (Native on the CPU) is chosen when the model is placed on a device
+        # (spconv_compat.place_sparse_convs), not here: a forward changes no module state.
         return self._block(x)
 
     def _block(self, x: spconv.SparseConvTensor) -> spconv.SparseConvTensor:

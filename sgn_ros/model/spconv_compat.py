@@ -4,8 +4,7 @@
 # backward (spconv issue #366), so on a machine without CUDA the backward of a SubMConv3d raises.
 # The CPU kernels ignore the stream argument: replacing `get_current_stream` in the spconv
 # modules that imported it by a function returning 0 (the null stream) makes CPU training work.
-# The patch is applied only when CUDA is unavailable, once, at import of this module; on a GPU
-# machine spconv is left untouched.
+# The patch is applied only when CUDA is unavailable; on a GPU machine spconv is left untouched.
 #
 # A second, independent fix: spconv 2.3.8's CPU gather-GEMM-scatter path (`ops.indice_conv` and
 # `ops.indice_conv_backward`) gives wrong results, varying from call to call, when torch runs
@@ -13,7 +12,13 @@
 # errors of order 10 against dense conv3d; 1 thread is always right). Those two functions are
 # wrapped so that, for CPU tensors only, they run with one torch thread (the previous count is
 # restored). CUDA tensors are not affected.
-"""Import spconv.pytorch, patched for CPU backward (no CUDA) and CPU multi-thread correctness."""
+#
+# Nothing happens at import: `setup_spconv(device)` applies what a device needs, explicitly and
+# idempotently (the model calls it when it is built and whenever it is moved, the predictor for
+# its device). The convolution algorithm is a property of the device too: `place_sparse_convs`
+# sets every sparse conv of a module to Native on the CPU (the only CPU path) and to the build's
+# implicit GEMM on CUDA, once per placement - never in a forward.
+"""spconv.pytorch and its explicit per-device set-up (CPU backward / threading fixes, conv algorithm)."""
 
 from __future__ import annotations
 
@@ -30,7 +35,15 @@ except ImportError as e:  # pragma: no cover - depends on the installation
         "sgn_ros.model needs spconv 2.x (pip install spconv==2.3.8 for CPU, spconv-cu12x for CUDA)"
     ) from e
 
-__all__ = ["spconv", "SPCONV_CPU_PATCHED", "apply_cpu_patch", "apply_cpu_thread_guard"]
+__all__ = [
+    "spconv",
+    "setup_spconv",
+    "conv_algorithm",
+    "place_sparse_convs",
+    "spconv_cpu_patched",
+    "apply_cpu_patch",
+    "apply_cpu_thread_guard",
+]
 
 #: spconv modules that bind `get_current_stream` at import time (all must be patched).
 _STREAM_USERS = ("spconv.pytorch.cppcore", "spconv.pytorch.ops", "spconv.pytorch.hash", "spconv.pytorch.utils")
@@ -84,6 +97,45 @@ def apply_cpu_thread_guard() -> None:
             setattr(ops, name, _single_threaded_on_cpu(fn))
 
 
-#: True when the CPU backward fix is active in this process.
-SPCONV_CPU_PATCHED = apply_cpu_patch()
-apply_cpu_thread_guard()
+def spconv_cpu_patched() -> bool:
+    """True when the CPU backward fix (null stream) is active in this process."""
+    ops = importlib.import_module("spconv.pytorch.ops")
+    return getattr(ops, "get_current_stream", None) is _null_stream
+
+
+def setup_spconv(device: torch.device | str) -> None:
+    """Prepare spconv for sparse convolutions on `device` (idempotent; call before using it).
+
+    CPU: the thread guard, and the null-stream patch when CUDA is unavailable. CUDA: nothing
+    (the library is used as it is).
+    """
+    if torch.device(device).type == "cpu":
+        apply_cpu_patch()
+        apply_cpu_thread_guard()
+
+
+def conv_algorithm(device: torch.device | str, cpu_only_build: bool | None = None) -> spconv.ConvAlgo:
+    """The sparse-conv algorithm for `device`: Native on the CPU (the only CPU path), the
+    build's default implicit GEMM elsewhere (Native on a CPU-only build of spconv).
+
+    `cpu_only_build` None = this installation's build (an argument so that the choice for a
+    CUDA build can be tested on a CPU-only machine).
+    """
+    from spconv.core import ConvAlgo
+
+    if cpu_only_build is None:
+        from spconv.cppconstants import CPU_ONLY_BUILD as cpu_only_build
+    if torch.device(device).type == "cpu" or cpu_only_build:
+        return ConvAlgo.Native
+    return ConvAlgo.MaskImplicitGemm
+
+
+def place_sparse_convs(
+    module: torch.nn.Module, device: torch.device | str, cpu_only_build: bool | None = None
+) -> None:
+    """Set up spconv for `device` and give every sparse conv of `module` its algorithm there."""
+    setup_spconv(device)
+    algo = conv_algorithm(device, cpu_only_build)
+    for m in module.modules():
+        if isinstance(m, spconv.conv.SparseConvolution):
+            m.algo = algo

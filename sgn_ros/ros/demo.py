@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from sgn_ros.fileio import atomic_path
+from sgn_ros.geometry import invert_transform
 from sgn_ros.labels import IGNORE_LABEL
 from sgn_ros.ros.processes import REPO_ROOT, ros_environment, start_node, stop_process
 
@@ -156,7 +157,7 @@ def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l-synth", che
     from sgn_ros.labels import load_label_set
     from sgn_ros.msg import SemanticVoxelGrid
     from sgn_ros.ros.bag_recorder import BagRecorder
-    from sgn_ros.ros.conversions import stamp_to_ns, voxel_grid_to_arrays
+    from sgn_ros.ros.decoders import stamp_to_ns, voxel_grid_to_arrays
     from sgn_ros.ros.kitti_sequence import KittiSequence, KittiTopics
     from sgn_ros.viz.render import save_png
 
@@ -191,7 +192,7 @@ def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l-synth", che
     # 2. sgn_node and kitti_player as separate processes on a private local DDS domain
     env = ros_environment()
     topics = KittiTopics()
-    camera_to_grid = np.linalg.inv(seq.tr)  # the reference's convention: K of P2 with Tr (cam0)
+    camera_to_grid = invert_transform(seq.tr)  # the reference's convention: K of P2 with Tr (cam0)
     node_params = {"variant": str(variant), "dataset": dataset, "checkpoint": str(checkpoint), "device": device,
                    "depth_source": depth_source, "camera_to_grid": [float(v) for v in camera_to_grid.reshape(-1)],
                    "input_reliability": "reliable", "input_depth": 10,

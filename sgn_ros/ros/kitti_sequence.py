@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from sgn_ros.data import kitti_io
-from sgn_ros.ros.conversions import _rotation_to_quaternion
+from sgn_ros.geometry import camera_translation_from_P, invert_transform, make_transform, matrix_to_quaternion
 from sgn_ros.ros.rosbag_io import DEFAULT_DISTRO, typestore
 
 #: dataset time 0 on the wire, in ns: 2011-09-26 12:00:00 UTC, the base kitti2bag gives odometry
@@ -55,9 +55,7 @@ class KittiFrames:
 
 def _camera_offset(p: np.ndarray) -> np.ndarray:
     """(4, 4) cam0 -> this rectified camera: a translation K^-1 P[:, 3] (KITTI's P = K [I | t])."""
-    t = np.eye(4)
-    t[:3, 3] = np.linalg.solve(p[:3, :3], p[:3, 3])
-    return t
+    return make_transform(translation=camera_translation_from_P(p))
 
 
 class KittiSequence:
@@ -213,7 +211,7 @@ class KittiMessageBuilder:
     def _transform(self, stamp_ns: int, parent: str, child: str, pose: np.ndarray) -> Any:
         """TransformStamped of `child` in `parent`: `pose` (4, 4) maps child coordinates to parent."""
         vec3, quat = self._t("geometry_msgs/msg/Vector3"), self._t("geometry_msgs/msg/Quaternion")
-        q = _rotation_to_quaternion(pose[:3, :3])
+        q = matrix_to_quaternion(pose[:3, :3])
         tf = self._t("geometry_msgs/msg/Transform")(
             translation=vec3(x=float(pose[0, 3]), y=float(pose[1, 3]), z=float(pose[2, 3])),
             rotation=quat(x=q[0], y=q[1], z=q[2], w=q[3]),
@@ -279,7 +277,7 @@ class KittiMessageBuilder:
         Twist is left zero with an unknown covariance (-1 on the diagonal's first entry).
         """
         pose = self._lidar_poses[index]
-        q = _rotation_to_quaternion(pose[:3, :3])
+        q = matrix_to_quaternion(pose[:3, :3])
         pt, quat = self._t("geometry_msgs/msg/Point"), self._t("geometry_msgs/msg/Quaternion")
         pose_msg = self._t("geometry_msgs/msg/Pose")(
             position=pt(x=float(pose[0, 3]), y=float(pose[1, 3]), z=float(pose[2, 3])),
@@ -325,8 +323,8 @@ class KittiMessageBuilder:
         """/tf_static: LiDAR -> left and right colour camera (from Tr and P2/P3's offsets)."""
         fr = self.frames
         tfm = self._t("tf2_msgs/msg/TFMessage")(transforms=[
-            self._transform(stamp_ns, fr.lidar, fr.left, np.linalg.inv(self.seq.lidar_to_camera("left"))),
-            self._transform(stamp_ns, fr.lidar, fr.right, np.linalg.inv(self.seq.lidar_to_camera("right"))),
+            self._transform(stamp_ns, fr.lidar, fr.left, invert_transform(self.seq.lidar_to_camera("left"))),
+            self._transform(stamp_ns, fr.lidar, fr.right, invert_transform(self.seq.lidar_to_camera("right"))),
         ])
         return self.topics.tf_static, tfm.__msgtype__, self._serialize(tfm)
 

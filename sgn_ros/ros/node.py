@@ -5,7 +5,9 @@
 # PointCloud2 (ssc/points), MarkerArray (ssc/markers) and sgn_ros/SemanticVoxelGrid (ssc/grid),
 # stamped with the image stamp, plus /diagnostics (rate, latency, dropped and malformed input).
 #
-# Works with rclpy of Humble / Jazzy / Kilted; all message conversions are in conversions.py.
+# Works with rclpy of Humble / Jazzy / Kilted. One data path: messages -> decoders.py -> arrays ->
+# SSCPredictor (fitting, depth -> points, cropping, projection: all there) -> SSCPrediction ->
+# encoders.py -> publishers.
 """The `sgn_node` ROS 2 node (`SGNNode`) and its `main()`."""
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from sgn_ros.ros import conversions as conv
+from sgn_ros.geometry import apply_transform, invert_transform, xyz_rpy_to_matrix
+from sgn_ros.ros import decoders as dec
+from sgn_ros.ros import encoders as enc
 from sgn_ros.ros.qos import make_qos
 
 DEPTH_SOURCES = ("stereo", "depth_image", "points")
@@ -150,9 +154,9 @@ class SGNNode(Node):
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
         self._p = p
         self._check_parameters(p)
-        self._camera_to_grid = conv.xyz_rpy_to_matrix(p["camera_to_grid"])
-        self._grid_to_camera = np.linalg.inv(self._camera_to_grid)
-        self._points_to_grid = conv.xyz_rpy_to_matrix(p["points_to_grid"])
+        self._camera_to_grid = xyz_rpy_to_matrix(p["camera_to_grid"])
+        self._grid_to_camera = invert_transform(self._camera_to_grid)
+        self._points_to_grid = xyz_rpy_to_matrix(p["points_to_grid"])
         self._tol_ns = int(p["sync_tolerance"] * 1e9)
         self._reset_ns = int(p["stamp_reset_threshold"] * 1e9)
         self._throttle = float(p["log_throttle"])
@@ -226,7 +230,7 @@ class SGNNode(Node):
         self._pub_grid = self.create_publisher(SemanticVoxelGrid, p["output_grid_topic"], qos_out)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._marker_classes: set[int] = set()
-        self._marker_points = conv.MarkerPointCache(self.grid)
+        self._marker_points = enc.MarkerPointCache(self.grid)
 
         # ---- statistics (guarded by _lock) ---------------------------------------------------
         self._stats = {
@@ -276,7 +280,7 @@ class SGNNode(Node):
             raise ValueError(f"parameter confidence_threshold: must be in [0, 1], got {p['confidence_threshold']}")
         for name in ("camera_to_grid", "points_to_grid"):
             try:
-                conv.xyz_rpy_to_matrix(p[name])
+                xyz_rpy_to_matrix(p[name])
             except (ValueError, TypeError) as e:
                 raise ValueError(f"parameter {name}: {e}") from None
 
@@ -305,7 +309,7 @@ class SGNNode(Node):
 
     def _on_message(self, key: str, msg: Any) -> None:
         try:
-            stamp = conv.stamp_to_ns(msg.header.stamp)
+            stamp = dec.stamp_to_ns(msg.header.stamp)
         except Exception as e:  # noqa: BLE001 - any broken header is input garbage
             self._count("messages_malformed", f"{self._topic_names[key]}: unreadable header stamp ({e})")
             return
@@ -326,8 +330,8 @@ class SGNNode(Node):
 
     def _on_odom(self, msg: Odometry) -> None:
         try:
-            stamp = conv.stamp_to_ns(msg.header.stamp)
-            pose = conv.pose_to_matrix(msg.pose.pose)
+            stamp = dec.stamp_to_ns(msg.header.stamp)
+            pose = dec.pose_to_matrix(msg.pose.pose)
         except Exception as e:  # noqa: BLE001
             self._count("messages_malformed", f"{self._topic_names['odom']}: bad Odometry ({e})")
             return
@@ -413,44 +417,42 @@ class SGNNode(Node):
                     self._count("frames_failed", f"frame {frame.stamp_ns / 1e9:.3f}: {type(e).__name__}: {e}")
 
     def _decode(self, frame: _Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(network image (H', W', 3) uint8, its K, grid-frame points (N, 3)) of a frame, cached."""
+        """(camera image (H, W, 3) uint8, its K, grid-frame points (N, 3)) of a frame, cached.
+
+        Decoding only (and stereo matching): fitting to the network, depth -> points and
+        cropping are the predictor's (`SSCPredictor.camera_points` / `prepare_batch`).
+        """
         if "decoded" in frame.cache:
             return frame.cache["decoded"]
         p = self._p
-        rgb = conv.image_to_rgb(frame.image)
-        K = conv.camera_info_to_K(frame.info)
+        rgb = dec.image_to_rgb(frame.image)
+        K = dec.camera_info_to_K(frame.info)
         if (int(frame.info.height), int(frame.info.width)) != rgb.shape[:2]:
             raise ValueError(
                 f"{self._topic_names['info']}: CameraInfo is {frame.info.width}x{frame.info.height}, "
                 f"image is {rgb.shape[1]}x{rgb.shape[0]}"
             )
         source = p["depth_source"]
+        depth = points = None
         if source == "points":
-            pts = conv.pointcloud2_to_xyz(frame.extra["points"])
-            pts = (pts @ self._points_to_grid[:3, :3].T + self._points_to_grid[:3, 3]).astype(np.float32)
+            points = apply_transform(self._points_to_grid, dec.pointcloud2_to_xyz(frame.extra["points"]))
+        elif source == "stereo":
+            from sgn_ros.data.stereo import StereoParams, disparity_sgbm, disparity_to_depth
+
+            right = dec.image_to_rgb(frame.extra["right_image"])
+            if right.shape != rgb.shape:
+                raise ValueError(f"stereo: right image {right.shape} and left image {rgb.shape} differ in size")
+            baseline = dec.camera_info_baseline(frame.info, frame.extra["right_info"])
+            sp = StereoParams(num_disparities=int(p["stereo_num_disparities"]), block_size=int(p["stereo_block_size"]))
+            depth = disparity_to_depth(disparity_sgbm(rgb, right, sp), baseline, float(K[0, 0]))
         else:
-            if source == "stereo":
-                from sgn_ros.data.stereo import StereoParams, disparity_sgbm, disparity_to_depth
-
-                right = conv.image_to_rgb(frame.extra["right_image"])
-                if right.shape != rgb.shape:
-                    raise ValueError(f"stereo: right image {right.shape} and left image {rgb.shape} differ in size")
-                baseline = conv.camera_info_baseline(frame.info, frame.extra["right_info"])
-                sp = StereoParams(num_disparities=int(p["stereo_num_disparities"]),
-                                  block_size=int(p["stereo_block_size"]))
-                depth = disparity_to_depth(disparity_sgbm(rgb, right, sp), baseline, float(K[0, 0]))
-            else:
-                depth = conv.depth_image_to_metres(frame.extra["depth"])
-                if depth.shape != rgb.shape[:2]:
-                    raise ValueError(
-                        f"{self._topic_names['depth']}: depth image {depth.shape} does not match image {rgb.shape[:2]}"
-                    )
-            from sgn_ros.model.preprocessing import depth_to_points
-
-            pts = depth_to_points(depth, K, self._camera_to_grid)
-        pts = pts[self.grid.contains(pts)] if len(pts) else pts
-        image, K_net = conv.fit_image_to_network(rgb, K, self.cfg.data.image_size, p["input_mode"])
-        frame.cache["decoded"] = (image, K_net, pts)
+            depth = dec.depth_image_to_metres(frame.extra["depth"])
+            if depth.shape != rgb.shape[:2]:
+                raise ValueError(
+                    f"{self._topic_names['depth']}: depth image {depth.shape} does not match image {rgb.shape[:2]}"
+                )
+        pts = self.predictor.camera_points(self._camera_to_grid, K, depth=depth, points=points)
+        frame.cache["decoded"] = (rgb, K, pts)
         return frame.cache["decoded"]
 
     def _pose(self, frame: _Frame) -> np.ndarray | None:
@@ -461,8 +463,9 @@ class SGNNode(Node):
                 frame.pose = self._nearest(buf, frame.stamp_ns, self._tol_ns) if buf else None
         return frame.pose
 
-    def _inputs(self, frame: _Frame, history: list[_Frame]) -> tuple[list, list, list, np.ndarray]:
-        """Images, K, lidar_to_cam per network frame (current first) and the merged points."""
+    def _inputs(self, frame: _Frame, history: list[_Frame]) -> tuple[list, list, list, Any]:
+        """Images, K, lidar_to_cam per network frame (current first) and the merged points (all in
+        the current grid frame; the predictor crops them to the grid once)."""
         image, K, pts = self._decode(frame)
         images, Ks, l2c, clouds = [image], [K], [self._grid_to_camera], [pts]
         for offset in self._temporal:
@@ -481,25 +484,24 @@ class SGNNode(Node):
                 continue
             p_img, p_K, p_pts = decoded
             # current grid frame -> past grid frame -> past camera
-            cur_to_past = np.linalg.inv(past.pose) @ frame.pose
+            cur_to_past = invert_transform(past.pose) @ frame.pose
             images.append(p_img)
             Ks.append(p_K)
             l2c.append(self._grid_to_camera @ cur_to_past)
-            past_to_cur = np.linalg.inv(cur_to_past)
-            clouds.append((p_pts @ past_to_cur[:3, :3].T + past_to_cur[:3, 3]).astype(np.float32))
-        points = np.concatenate(clouds, axis=0) if len(clouds) > 1 else clouds[0]
-        return images, Ks, l2c, points
+            clouds.append(apply_transform(invert_transform(cur_to_past), p_pts))
+        return images, Ks, l2c, _concatenate(clouds)
 
     def _process(self, frame: _Frame, history: list[_Frame]) -> None:
         t_start = time.monotonic()
         images, Ks, l2c, points = self._inputs(frame, history)
         t_decoded = time.monotonic()
+        mode = self._p["input_mode"]
         if len(images) == 1:
-            pred = self.predictor.predict(images[0], Ks[0], l2c[0], points=points)
+            pred = self.predictor.predict(images[0], Ks[0], l2c[0], points=points, mode=mode)
         else:
-            pred = self.predictor.predict(images, Ks, l2c, points=points)
+            pred = self.predictor.predict(images, Ks, l2c, points=points, mode=mode)
         t_inferred = time.monotonic()
-        self.publish_prediction(pred.labels, pred.confidence, frame.header)
+        self.publish_prediction(pred, frame.header)
         done = time.monotonic()
         with self._lock:
             self._stats["frames_processed"] += 1
@@ -519,36 +521,34 @@ class SGNNode(Node):
         with self._lock:
             return list(self._window)
 
-    def publish_prediction(self, labels: np.ndarray, confidence: np.ndarray, image_header: Any) -> None:
-        """Publish one prediction on the enabled outputs, stamped with the image's stamp."""
+    def publish_prediction(self, prediction: Any, image_header: Any) -> None:
+        """Publish one `SSCPrediction` on the enabled outputs, stamped with the image's stamp, in
+        grid_frame (or, with grid_frame empty, in the image's frame)."""
+        from dataclasses import replace
+
         p = self._p
         header = Header()
         header.stamp = image_header.stamp
         if p["grid_frame"]:
-            header.frame_id, transform = p["grid_frame"], None
+            header.frame_id = p["grid_frame"]
+            prediction = replace(prediction, grid_to_frame=None)
         else:
-            header.frame_id, transform = image_header.frame_id, self._grid_to_camera
-        thr, with_conf = float(p["confidence_threshold"]), bool(p["publish_confidence"])
+            header.frame_id = image_header.frame_id
+            prediction = replace(prediction, grid_to_frame=self._grid_to_camera)
+        options = enc.OutputOptions(
+            colors_rgb=self.colors_rgb, class_names=self.class_names,
+            threshold=float(p["confidence_threshold"]), include_confidence=bool(p["publish_confidence"]),
+        )
         # outputs nobody subscribes to are not built (MarkerArray costs ~4 us per occupied voxel)
         if p["publish_points"] and self._pub_points.get_subscription_count() > 0:
-            self._pub_points.publish(
-                conv.labels_to_pointcloud2(
-                    labels, self.grid, self.colors_rgb, header, confidence, thr, transform, with_conf
-                )
-            )
+            self._pub_points.publish(enc.prediction_to_pointcloud2(prediction, options, header))
         if p["publish_markers"] and self._pub_markers.get_subscription_count() > 0:
-            markers, self._marker_classes = conv.labels_to_marker_array(
-                labels, self.grid, self.colors_rgb, header, confidence, thr, transform, self._marker_classes,
-                cache=self._marker_points,
+            markers, self._marker_classes = enc.prediction_to_marker_array(
+                prediction, options, header, self._marker_classes, cache=self._marker_points
             )
             self._pub_markers.publish(markers)
         if p["publish_grid"] and self._pub_grid.get_subscription_count() > 0:
-            self._pub_grid.publish(
-                conv.labels_to_voxel_grid(
-                    labels, self.grid, self.class_names, self.colors_rgb, header, confidence, thr, transform,
-                    with_conf,
-                )
-            )
+            self._pub_grid.publish(enc.prediction_to_voxel_grid(prediction, options, header))
 
     # ------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
@@ -607,6 +607,19 @@ class SGNNode(Node):
         if self._worker.is_alive() and threading.current_thread() is not self._worker:
             self._worker.join(timeout=60.0)
         super().destroy_node()
+
+
+def _concatenate(clouds: list[Any]) -> Any:
+    """Point clouds (NumPy, or tensors on the predictor's device for depth on a GPU) -> one."""
+    if len(clouds) == 1:
+        return clouds[0]
+    tensors = [c for c in clouds if not isinstance(c, np.ndarray)]
+    if not tensors:
+        return np.concatenate(clouds, axis=0)
+    import torch
+
+    dev = tensors[0].device
+    return torch.cat([torch.as_tensor(c, device=dev) for c in clouds], dim=0)
 
 
 def main(args: list[str] | None = None) -> int:

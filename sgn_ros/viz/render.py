@@ -124,7 +124,7 @@ def splat_voxels(labels: np.ndarray, grid: VoxelGrid, k: np.ndarray, lidar_to_ca
     """
     h, w = image_size
     xyz = np.stack(np.nonzero((labels != 0) & (labels != IGNORE)), axis=1)
-    centres = np.asarray(grid.origin) + (xyz + 0.5) * grid.voxel_size
+    centres = grid.index_to_center(xyz)
     rot = lidar_to_cam[:3, :3]
     cam = np.stack([centres[:, 0] * rot[j, 0] + centres[:, 1] * rot[j, 1] + centres[:, 2] * rot[j, 2]
                     + lidar_to_cam[j, 3] for j in range(3)], axis=1)  # explicit sums: no BLAS threads

@@ -1,0 +1,244 @@
+# Tests of sgn_ros.geometry: crop / pad / resize with intrinsics, depth -> pseudo-LiDAR
+# back-projection (by hand and against a per-pixel loop), rigid transforms and quaternions,
+# camera offset / baseline from P, voxel centres and points in the grid, each against a slow
+# obvious version.
+import numpy as np
+import pytest
+import torch
+
+from sgn_ros.geometry import (
+    apply_transform,
+    camera_offset_from_P,
+    camera_translation_from_P,
+    check_transform,
+    crop_or_pad,
+    depth_to_points,
+    fit_image,
+    invert_transform,
+    make_transform,
+    matrix_to_quaternion,
+    points_in_grid,
+    quaternion_to_matrix,
+    resize_image,
+    stereo_baseline_from_P,
+    voxel_centres,
+    xyz_rpy_to_matrix,
+)
+from sgn_ros.grid import DEFAULT_GRID
+
+K = np.array([[2.0, 0.0, 1.0], [0.0, 2.0, 1.0], [0.0, 0.0, 1.0]])
+
+
+def _project(K, p):
+    uvw = K @ p
+    return uvw[:2] / uvw[2]
+
+
+def test_crop_or_pad_top_left():
+    img = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
+    crop = crop_or_pad(img, (3, 4))
+    assert crop.shape == (3, 4, 3) and np.array_equal(crop, img[:3, :4])
+    pad = crop_or_pad(img, (6, 9), fill=9)
+    assert pad.shape == (6, 9, 3)
+    assert np.array_equal(pad[:5, :7], img) and np.all(pad[5:] == 9) and np.all(pad[:, 7:] == 9)
+    mixed = crop_or_pad(img, (4, 8))
+    assert np.array_equal(mixed[:, :7], img[:4]) and np.all(mixed[:, 7] == 0)
+    with pytest.raises(ValueError, match="positive"):
+        crop_or_pad(img, (0, 3))
+
+
+def test_resize_scales_intrinsics():
+    # a horizontal ramp I(u, v) = u is reproduced exactly by bilinear sampling inside the image,
+    # so the resized image at K2's projection of a 3D point holds that point's original u.
+    h, w = 20, 30
+    ramp = np.repeat(np.arange(w, dtype=np.float32)[None, :, None], h, axis=0)
+    Kc = np.array([[25.0, 0.0, 14.5], [0.0, 24.0, 9.5], [0.0, 0.0, 1.0]])
+    out, K2 = resize_image(ramp, Kc, (40, 60))
+    assert out.shape == (40, 60, 1)
+    assert K2[0, 0] == pytest.approx(50.0) and K2[1, 1] == pytest.approx(48.0)
+    # pixel-centre convention: cx' = (cx + 0.5) * s - 0.5
+    assert K2[0, 2] == pytest.approx(15.0 * 2 - 0.5) and K2[1, 2] == pytest.approx(10.0 * 2 - 0.5)
+    for p in ([0.5, 0.2, 4.0], [-1.0, 0.3, 5.0]):
+        u, _ = _project(Kc, np.array(p))
+        u2, v2 = _project(K2, np.array(p))
+        # sample the output at integer pixels around (u2, v2) by linear interpolation along u
+        lo = int(np.floor(u2))
+        val = out[int(round(v2)), lo, 0] * (lo + 1 - u2) + out[int(round(v2)), lo + 1, 0] * (u2 - lo)
+        assert val == pytest.approx(u, abs=1e-4)
+
+
+def test_depth_to_points_by_hand():
+    depth = np.zeros((2, 3), np.float32)
+    depth[0, 2] = 4.0  # u=2, v=0
+    depth[1, 1] = 2.0  # u=1, v=1 (the principal point)
+    depth[1, 0] = np.nan
+    pts = depth_to_points(depth, K)
+    assert pts.dtype == np.float32
+    np.testing.assert_allclose(pts, [[(2 - 1) * 4 / 2, (0 - 1) * 4 / 2, 4.0], [0.0, 0.0, 2.0]])
+    assert len(depth_to_points(depth, K, max_depth=3.0)) == 1
+    # camera -> LiDAR: KITTI axes (x right, y down, z forward) -> (x forward, y left, z up), plus a shift
+    cam_to_lidar = np.eye(4)
+    cam_to_lidar[:3, :3] = [[0, 0, 1], [-1, 0, 0], [0, -1, 0]]
+    cam_to_lidar[:3, 3] = [0.5, 0.0, -1.0]
+    pts_l = depth_to_points(depth, K, cam_to_lidar)
+    np.testing.assert_allclose(pts_l, [[4.0 + 0.5, -2.0, 2.0 - 1.0], [2.0 + 0.5, 0.0, -1.0]], atol=1e-6)
+
+
+def test_depth_to_points_against_loop():
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(0.5, 30, (6, 8)).astype(np.float32)
+    depth[2, 3] = 0
+    Kc = np.array([[7.0, 0.0, 3.9], [0.0, 6.5, 2.7], [0.0, 0.0, 1.0]])
+    T = np.eye(4)
+    c, s = np.cos(0.3), np.sin(0.3)
+    T[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+    T[:3, 3] = [1.0, 2.0, 3.0]
+    expected = []
+    for v in range(6):
+        for u in range(8):
+            z = float(depth[v, u])
+            if 0 < z <= 25:
+                cam = np.linalg.inv(Kc) @ np.array([u, v, 1.0]) * z
+                expected.append(T[:3, :3] @ cam + T[:3, 3])
+    got = depth_to_points(depth, Kc, T, max_depth=25)
+    np.testing.assert_allclose(got, np.array(expected), rtol=1e-5, atol=1e-5)
+
+
+def test_bad_inputs_are_named():
+    with pytest.raises(ValueError, match=r"K: expected a 3x3"):
+        depth_to_points(np.ones((2, 2)), np.eye(4))
+    with pytest.raises(ValueError, match=r"depth map \(H, W\)"):
+        depth_to_points(np.ones((2, 2, 1)), K)
+    with pytest.raises(ValueError, match="cam_to_target.*orthonormal"):
+        bad = np.eye(4)
+        bad[0, 0] = 2
+        depth_to_points(np.ones((2, 2)), K, bad)
+    with pytest.raises(ValueError, match="4x4"):
+        check_transform(np.eye(3))
+
+
+def test_tensor_paths_match_numpy():
+    rng = np.random.default_rng(1)
+    depth = rng.uniform(0.5, 30, (5, 7)).astype(np.float32)
+    depth[0, 0] = -1
+    out_np = depth_to_points(depth, K)
+    out_t = depth_to_points(torch.from_numpy(depth), K)
+    assert isinstance(out_t, torch.Tensor) and out_t.dtype == torch.float32
+    np.testing.assert_array_equal(out_t.numpy(), out_np)
+    grid = DEFAULT_GRID
+    pts = rng.uniform(-60, 60, (500, 3)).astype(np.float32)
+    pts[0] = (grid.origin[0], 0.0, grid.origin[2])  # lower bounds (exact in float32) are inside,
+    pts[1] = (grid.upper[0], 0.0, 0.0)  # the upper bound is outside (half-open)
+    mask = points_in_grid(torch.from_numpy(pts), grid).numpy()
+    np.testing.assert_array_equal(mask, grid.contains(pts))
+    assert mask[0] and not mask[1] and 0 < mask.sum() < len(pts)
+
+
+# --------------------------------------------------------------------------- transforms
+def _rot_axis(axis: int, a: float) -> np.ndarray:
+    """Elementary rotation about x / y / z, written out by hand."""
+    c, s = np.cos(a), np.sin(a)
+    if axis == 0:
+        return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    if axis == 1:
+        return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def test_xyz_rpy_against_elementary_rotations():
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        x, y, z, r, p, yaw = rng.uniform(-3, 3, 6)
+        T = xyz_rpy_to_matrix([x, y, z, r, p, yaw])
+        R = _rot_axis(2, yaw) @ _rot_axis(1, p) @ _rot_axis(0, r)
+        np.testing.assert_allclose(T[:3, :3], R, atol=1e-12)
+        np.testing.assert_allclose(T[:3, 3], [x, y, z])
+        np.testing.assert_allclose(xyz_rpy_to_matrix(T.reshape(-1)), T)
+    with pytest.raises(ValueError, match="6 values"):
+        xyz_rpy_to_matrix([1.0, 2.0])
+
+
+def test_quaternion_round_trip_and_hand_values():
+    # 90 degrees about z: q = (0, 0, sin 45, cos 45)
+    s = np.sqrt(0.5)
+    np.testing.assert_allclose(quaternion_to_matrix([0, 0, s, s]), _rot_axis(2, np.pi / 2), atol=1e-12)
+    np.testing.assert_allclose(matrix_to_quaternion(_rot_axis(2, np.pi / 2)), [0, 0, s, s], atol=1e-12)
+    rng = np.random.default_rng(3)
+    for _ in range(50):  # every Shepperd branch is reached by random rotations incl. near-180 degree ones
+        q = rng.normal(size=4)
+        q /= np.linalg.norm(q)
+        R = quaternion_to_matrix(q)
+        np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
+        q2 = np.array(matrix_to_quaternion(R))
+        assert min(np.abs(q2 - q).max(), np.abs(q2 + q).max()) < 1e-9  # q and -q are one rotation
+    for axis in range(3):  # 180 degrees: trace -1, the non-trace branches
+        R = _rot_axis(axis, np.pi)
+        np.testing.assert_allclose(quaternion_to_matrix(matrix_to_quaternion(R)), R, atol=1e-12)
+    with pytest.raises(ValueError, match="quaternion"):
+        quaternion_to_matrix([0, 0, 0, 0])
+
+
+def test_make_invert_apply_against_homogeneous_products():
+    rng = np.random.default_rng(4)
+    T = make_transform(_rot_axis(0, 0.4) @ _rot_axis(2, -1.1), [1.0, -2.0, 0.5])
+    pts = rng.uniform(-10, 10, (7, 3))
+    hom = np.concatenate([pts, np.ones((7, 1))], axis=1)
+    expected = np.array([(T @ h)[:3] for h in hom])
+    np.testing.assert_allclose(apply_transform(T, pts), expected, atol=1e-12)
+    np.testing.assert_allclose(invert_transform(T) @ T, np.eye(4), atol=1e-12)
+    np.testing.assert_allclose(apply_transform(invert_transform(T), apply_transform(T, pts)), pts, atol=1e-12)
+    # dtype follows the points; tensors stay tensors
+    assert apply_transform(T, pts.astype(np.float32)).dtype == np.float32
+    out_t = apply_transform(T, torch.from_numpy(pts.astype(np.float32)))
+    assert isinstance(out_t, torch.Tensor) and out_t.dtype == torch.float32
+    np.testing.assert_allclose(out_t.numpy(), expected, atol=1e-5)
+    np.testing.assert_array_equal(make_transform(), np.eye(4))
+
+
+# --------------------------------------------------------------------------- cameras
+def test_camera_offset_and_baseline_from_P():
+    Kc = np.array([[700.0, 0, 600], [0, 710.0, 180], [0, 0, 1]])
+    t = np.array([0.06, -0.002, 0.003])
+    P = Kc @ np.concatenate([np.eye(3), t[:, None]], axis=1)  # K [I | t]
+    np.testing.assert_allclose(camera_offset_from_P(P), [t[0] + 600 * t[2] / 700, t[1] + 180 * t[2] / 710])
+    np.testing.assert_allclose(camera_translation_from_P(P), t, atol=1e-15)
+    P_left = np.concatenate([Kc, np.zeros((3, 1))], axis=1)
+    P_right = P_left.copy()
+    P_right[0, 3] = -700.0 * 0.54  # ROS: right camera P[0, 3] = -fx * B
+    assert stereo_baseline_from_P(P_left, P_right) == pytest.approx(0.54)
+    assert stereo_baseline_from_P(P_left.reshape(-1), P_right.reshape(-1)) == pytest.approx(0.54)  # CameraInfo.p
+    with pytest.raises(ValueError, match="baseline"):
+        stereo_baseline_from_P(P_right, P_left)
+    with pytest.raises(ValueError, match="not set"):
+        stereo_baseline_from_P(np.zeros((3, 4)), P_right)
+
+
+def test_fit_image_modes():
+    img = np.arange(10 * 12 * 3, dtype=np.uint8).reshape(10, 12, 3)
+    out, K2 = fit_image(img, K, (8, 14), "crop")
+    assert out.shape == (8, 14, 3) and np.array_equal(out[:, :12], img[:8]) and not out[:, 12:].any()
+    np.testing.assert_array_equal(K2, K)
+    out, K2 = fit_image(img, K, (5, 6), "resize")
+    assert out.shape == (5, 6, 3) and out.dtype == np.uint8
+    assert K2[0, 0] == pytest.approx(1.0) and K2[1, 1] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="mode"):
+        fit_image(img, K, (5, 6), "stretch")
+
+
+# --------------------------------------------------------------------------- voxels
+def test_voxel_centres_against_loop():
+    from sgn_ros.grid import VoxelGrid
+
+    grid = VoxelGrid(origin=(1.0, -2.0, -0.5), voxel_size=0.4, dims=(3, 4, 2), scales=(1,))
+    loop = np.array([[1.0 + 0.4 * (i + 0.5), -2.0 + 0.4 * (j + 0.5), -0.5 + 0.4 * (k + 0.5)]
+                     for i in range(3) for j in range(4) for k in range(2)])
+    np.testing.assert_allclose(grid.voxel_centers().reshape(-1, 3), loop, atol=1e-12)
+    ijk = np.array([[0, 0, 0], [2, 3, 1], [1, 2, 0]])
+    np.testing.assert_allclose(voxel_centres(grid, ijk), loop[ijk[:, 0] * 8 + ijk[:, 1] * 2 + ijk[:, 2]])
+    all_t = voxel_centres(grid)
+    assert isinstance(all_t, torch.Tensor) and all_t.dtype == torch.float32 and all_t.shape == (24, 3)
+    np.testing.assert_allclose(all_t.numpy(), loop, atol=1e-6)
+    np.testing.assert_array_equal(voxel_centres(grid, torch.from_numpy(ijk)).numpy(), all_t.numpy()[[0, 23, 12]])
+    # points at the centres are inside; the upper faces are outside (half-open)
+    assert points_in_grid(loop, grid).all()
+    assert not points_in_grid(np.array([grid.upper]), grid).any()
