@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 from sgn_ros.data.stereo import StereoParams, disparity_to_depth, stereo_baseline_focal
 
+#: the matcher's defaults: those of disparity_sgbm
+DEFAULT_PARAMS = StereoParams()
 #: grey weights of cv2.COLOR_RGB2GRAY, so both matchers see the same image
 _GREY = (0.299, 0.587, 0.114)
 #: OpenCV clips the prefiltered x-derivative to +-max(preFilterCap, 15); we use its default
@@ -253,7 +255,7 @@ def median_filter(disp: torch.Tensor, size: int) -> torch.Tensor:
 def disparity_sgm(
     left: torch.Tensor,
     right: torch.Tensor,
-    params: StereoParams = StereoParams(),
+    params: StereoParams = DEFAULT_PARAMS,
     *,
     paths: int = 8,
     median: int = 0,
@@ -275,7 +277,8 @@ def disparity_sgm(
     if not isinstance(left, torch.Tensor) or not isinstance(right, torch.Tensor):
         raise ValueError("disparity_sgm: left and right must be torch tensors (see stereo_depth_sgm for arrays)")
     if left.shape != right.shape:
-        raise ValueError(f"disparity_sgm: left {tuple(left.shape)} and right {tuple(right.shape)} images differ in size")
+        shapes = f"left {tuple(left.shape)} and right {tuple(right.shape)}"
+        raise ValueError(f"disparity_sgm: {shapes} images differ in size")
     if left.device != right.device:
         raise ValueError(f"disparity_sgm: left on {left.device}, right on {right.device}")
     n_d, blk = int(params.num_disparities), int(params.block_size)
@@ -316,7 +319,7 @@ def stereo_depth_sgm(
     right: np.ndarray,
     p2: np.ndarray,
     p3: np.ndarray,
-    params: StereoParams = StereoParams(),
+    params: StereoParams = DEFAULT_PARAMS,
     device: str | torch.device = "cpu",
     **sgm_options: int,
 ) -> np.ndarray:
