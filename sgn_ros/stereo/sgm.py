@@ -127,13 +127,14 @@ def _scan(seq: torch.Tensor, shifts: tuple[int, ...], p1: float, p2: float) -> t
     paths, batch, disparities and the M axis.
     """
     out = torch.empty_like(seq)
-    n_paths = len(shifts)
+    n_paths, n_d = len(shifts), seq.shape[2]
     prev = seq[0].expand(n_paths, *seq.shape[1:]).clone()  # (P, B, D, M)
     out[0] = prev.sum(0)
-    inf = torch.tensor(float("inf"), device=seq.device)
+    # buffers reused at every step; a shifted predecessor outside the image stays 0, so L = C there
+    shifted = torch.zeros_like(prev)
+    near = torch.empty_like(prev)
     for n in range(1, seq.shape[0]):
         if any(shifts):
-            shifted = torch.zeros_like(prev)  # zero predecessor: L = C at the path's start
             for k, s in enumerate(shifts):
                 if s > 0:
                     shifted[k, ..., s:] = prev[k, ..., :-s]
@@ -143,12 +144,23 @@ def _scan(seq: torch.Tensor, shifts: tuple[int, ...], p1: float, p2: float) -> t
                     shifted[k] = prev[k]
             prev = shifted
         low = prev.amin(2, keepdim=True)  # (P, B, 1, M)
-        near = torch.minimum(
-            F.pad(prev[:, :, 1:], (0, 0, 0, 1), value=inf), F.pad(prev[:, :, :-1], (0, 0, 1, 0), value=inf)
-        )
-        best = torch.minimum(torch.minimum(prev, near + p1), low + p2)
-        prev = best - low + seq[n]
-        out[n] = prev.sum(0)
+        # near[d] = min(prev[d - 1], prev[d + 1]) + P1
+        if n_d > 2:
+            torch.minimum(prev[:, :, :-2], prev[:, :, 2:], out=near[:, :, 1:-1])
+        if n_d > 1:
+            near[:, :, 0] = prev[:, :, 1]
+            near[:, :, -1] = prev[:, :, -2]
+        else:
+            near.fill_(float("inf"))
+        near.add_(p1)
+        cur = torch.minimum(prev, near)
+        torch.minimum(cur, low + p2, out=cur)
+        cur.sub_(low).add_(seq[n])
+        prev = cur
+        if n_paths == 1:
+            out[n] = cur[0]
+        else:
+            torch.sum(cur, 0, out=out[n])
     return out
 
 
@@ -212,12 +224,20 @@ def lr_consistent(disp_left: torch.Tensor, disp_right: torch.Tensor, max_diff: f
     return inside & ((disp_left - d_r).abs() <= max_diff)
 
 
+def _run_ids(join: torch.Tensor) -> torch.Tensor:
+    """Flat run index of each pixel of a (B, R, L) grid whose neighbours along L are joined where
+    join (B, R, L - 1) is True; runs never cross rows."""
+    starts = torch.ones(*join.shape[:-1], join.shape[-1] + 1, dtype=torch.long, device=join.device)
+    starts[..., 1:] = (~join).long()
+    return starts.reshape(-1).cumsum(0) - 1
+
+
 def remove_speckles(disp: torch.Tensor, max_size: int, max_diff: float) -> torch.Tensor:
     """Set to 0 the connected regions of <= max_size valid pixels (OpenCV's filterSpeckles).
 
     Neighbours (4-connected, both > 0) join a region when their disparities differ by at most
-    max_diff. Regions are labelled by minimum-label propagation with pointer jumping, whole image
-    per iteration.
+    max_diff. Regions are labelled by minimum-label propagation, whole runs of joined pixels along
+    rows and columns at once, with pointer jumping; each iteration is a few whole-image ops.
     """
     if max_size <= 0:
         return disp
@@ -225,21 +245,21 @@ def remove_speckles(disp: torch.Tensor, max_size: int, max_diff: float) -> torch
     valid = disp > 0
     join_x = valid[..., 1:] & valid[..., :-1] & ((disp[..., 1:] - disp[..., :-1]).abs() <= max_diff)
     join_y = valid[:, 1:] & valid[:, :-1] & ((disp[:, 1:] - disp[:, :-1]).abs() <= max_diff)
-    labels = torch.arange(b * h * w, device=disp.device).view(b, h, w)
-    big = torch.tensor(b * h * w, device=disp.device)
+    # run ids along rows (W last) and columns (H last): a new run starts where the join breaks
+    runs_x = _run_ids(join_x)
+    runs_y = _run_ids(join_y.transpose(1, 2)).view(b, w, h).transpose(1, 2).reshape(-1)
+    labels = torch.arange(b * h * w, device=disp.device)
     while True:
-        new = labels.clone()
-        new[..., :-1] = torch.minimum(new[..., :-1], torch.where(join_x, labels[..., 1:], big))
-        new[..., 1:] = torch.minimum(new[..., 1:], torch.where(join_x, labels[..., :-1], big))
-        new[:, :-1] = torch.minimum(new[:, :-1], torch.where(join_y, labels[:, 1:], big))
-        new[:, 1:] = torch.minimum(new[:, 1:], torch.where(join_y, labels[:, :-1], big))
-        flat = new.view(-1)
+        new = labels
+        for runs in (runs_x, runs_y):  # every pixel takes its run's minimum label
+            lows = torch.full((b * h * w,), b * h * w, device=disp.device, dtype=labels.dtype)
+            new = lows.scatter_reduce_(0, runs, new, "amin")[runs]
         for _ in range(4):  # pointer jumping: adopt the label of one's label
-            flat = flat[flat]
-        new = flat.view(b, h, w)
+            new = new[new]
         if torch.equal(new, labels):
             break
         labels = new
+    labels = labels.view(b, h, w)
     sizes = torch.bincount(labels.view(-1), minlength=b * h * w)
     return torch.where(valid & (sizes[labels] <= max_size), torch.zeros_like(disp), disp)
 
@@ -294,18 +314,17 @@ def disparity_sgm(
     agg = aggregate(cost_volume(gl, gr, n_d, blk), p1, p2, paths)
     best_cost, best = agg.min(1)  # (B, H, W)
     valid = torch.ones_like(best, dtype=torch.bool)
-    if params.uniqueness_ratio > 0:
-        d = torch.arange(n_d, device=agg.device).view(1, -1, 1, 1)
-        others = agg.masked_fill((d - best[:, None]).abs() <= 1, float("inf")).amin(1)
-        valid &= others * (100 - params.uniqueness_ratio) >= best_cost * 100
     # parabola through the neighbours' costs (OpenCV's formula), none at the range ends
     inner = (best > 0) & (best < n_d - 1)
-    lo = agg.gather(1, (best - 1).clamp_min(0)[:, None])[:, 0]
-    hi = agg.gather(1, (best + 1).clamp_max(n_d - 1)[:, None])[:, 0]
+    near = torch.stack([(best - 1).clamp_min(0), best, (best + 1).clamp_max(n_d - 1)], 1)
+    lo, _, hi = agg.gather(1, near).unbind(1)
     denom = (lo + hi - 2 * best_cost).clamp_min(1.0)
     disp = best.to(torch.float32) + torch.where(inner, (lo - hi) / (2 * denom), torch.zeros_like(denom))
     if params.disp12_max_diff >= 0:
         valid &= lr_consistent(best.to(torch.float32), right_disparity(agg), float(params.disp12_max_diff))
+    if params.uniqueness_ratio > 0:  # the best cost beyond the winner's neighbours; agg is spent after this
+        others = agg.scatter_(1, near, float("inf")).amin(1)
+        valid &= others * (100 - params.uniqueness_ratio) >= best_cost * 100
     del agg
     disp = torch.where(valid, disp, torch.zeros_like(disp)).clamp_min(0)
     disp = remove_speckles(disp, int(params.speckle_window_size), float(params.speckle_range))
