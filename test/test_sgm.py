@@ -227,9 +227,16 @@ def test_sgm_depth_agrees_with_rendered_depth_and_sgbm(synthetic_root) -> None:
         return float(np.median(np.abs(depth[ok] - truth[ok]) / truth[ok])), float(ok.sum() / near.sum())
 
     sgbm_err, sgbm_valid = score(disparity_sgbm(left, right, params))
-    with torch.no_grad():
-        pair = (torch.from_numpy(a).permute(2, 0, 1)[None] for a in (left, right))
-        disp = sgm.disparity_sgm(*pair, params)
+    # one thread: the scan is ~10 small ops per column, and on a shared, loaded 2-core machine each
+    # op's thread barrier waits for a descheduled worker (seen: 6 s with 1 thread, 180 s with 2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            pair = (torch.from_numpy(a).permute(2, 0, 1)[None] for a in (left, right))
+            disp = sgm.disparity_sgm(*pair, params)
+    finally:
+        torch.set_num_threads(threads)
     sgm_err, sgm_valid = score(disp[0].numpy())
     figures = f"median error / valid share: SGM {sgm_err:.4f} / {sgm_valid:.3f}, SGBM {sgbm_err:.4f} / {sgbm_valid:.3f}"
     assert sgm_err < MAX_MEDIAN_REL_ERROR, figures
