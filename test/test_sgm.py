@@ -184,6 +184,26 @@ def test_sgm_recovers_known_shift_and_batches() -> None:
     single = sgm.disparity_sgm(flipped_l, flipped_r, params, paths=4)
     torch.testing.assert_close(batch[1], single[0])
     torch.testing.assert_close(batch[0], sgm.disparity_sgm(rgb_l, rgb_r, params, paths=4)[0])
+    # the array drop-in for stereo_depth: metric depth, 0 where invalid
+    p2 = np.array([[700.0, 0, 100, 0], [0, 700, 40, 0], [0, 0, 1, 0]])
+    p3 = p2 - np.array([[0, 0, 0, 0.5 * 700], [0, 0, 0, 0], [0, 0, 0, 0]])
+    depth = sgm.stereo_depth_sgm(np.stack([left] * 3, -1), np.stack([right] * 3, -1), p2, p3, params)
+    assert depth.dtype == np.float32 and depth.shape == left.shape
+    assert np.median(depth[10:-10, 50:-10]) == pytest.approx(0.5 * 700 / 12, rel=0.02)
+    assert (depth[disp.numpy() == 0] == 0).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu() -> None:
+    """The device follows the inputs; CUDA's result is the CPU's (float sums may order differently)."""
+    left, right = (torch.from_numpy(a) for a in _textured_shift(12))
+    params = StereoParams(num_disparities=32)
+    cpu = sgm.disparity_sgm(left, right, params)
+    gpu = sgm.disparity_sgm(left.cuda(), right.cuda(), params)
+    assert gpu.device.type == "cuda"
+    agree = ((gpu.cpu() - cpu).abs() < 1e-3).float().mean().item()
+    assert agree > 0.99, agree
 
 
 def test_sgm_bad_input_is_named() -> None:
