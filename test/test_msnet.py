@@ -258,3 +258,13 @@ def test_preprocess_stereo_depth_msnet3d_writes_reference_layout(tmp_path) -> No
     np.testing.assert_allclose(depth, 0.54 * 718.856 / np.clip(disp, 1e-8, None), rtol=1e-5)
     with pytest.raises(ValueError, match="--weights applies to msnet3d"):
         cli_main(["preprocess", "stereo-depth", "--root", str(root), "--weights", str(conv)])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_float16_on_gpu_agrees_with_float32() -> None:
+    model = randomise(build_msnet("msnet3d", 192)).cuda()
+    left, right = pair(64, 128, 6, batch=2)
+    want = disparity(model, left, right, min_size=None)
+    got = disparity(model.half(), left, right, min_size=None)
+    assert got.dtype == torch.float32 and got.device.type == "cuda"
+    assert float((got - want).abs().median()) < 0.5

@@ -238,7 +238,39 @@ def _init_weights(model: nn.Module) -> None:
             m.bias.data.zero_()
 
 
-class MSNet3D(nn.Module):
+class _MSNet(nn.Module):
+    """What both variants share: features -> cost volume -> 2 aggregation stages -> 3 stacked
+    hourglasses -> a head per stage -> soft-argmin at full resolution."""
+
+    kind = ""
+
+    def __init__(self, maxdisp: int) -> None:
+        super().__init__()
+        if maxdisp % SIZE_MULTIPLE:
+            raise ValueError(f"{type(self).__name__}: maxdisp must be a multiple of {SIZE_MULTIPLE}, got {maxdisp}")
+        self.maxdisp = maxdisp
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def head_cost(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, D', H', W') cost of head `i`."""
+        return self.heads[i](x)
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> list[torch.Tensor]:
+        _check_input(left, right)
+        volume = self.cost_volume(self.embed(left), self.embed(right))
+        cost0 = self.aggregate0(volume)
+        cost0 = self.aggregate1(cost0) + cost0
+        outs = [cost0]
+        for hg in self.hourglasses:
+            outs.append(hg(outs[-1]))
+        size = (left.shape[2], left.shape[3])
+        heads = range(4) if self.training else (3,)
+        return [disparity_regression(self.head_cost(i, outs[i]), self.maxdisp, size) for i in heads]
+
+
+class MSNet3D(_MSNet):
     """3D MobileStereoNet: group-wise correlation volume (40 groups, maxdisp/4 disparities) refined
     by 3D MobileNetV2 hourglasses. forward(left, right) -> list of (B, H, W) disparities: four in
     training (deep supervision), the last one in eval. Inputs: normalised, H and W multiples of 16."""
@@ -246,10 +278,7 @@ class MSNet3D(nn.Module):
     kind = "msnet3d"
 
     def __init__(self, maxdisp: int = DEFAULT_MAXDISP) -> None:
-        super().__init__()
-        if maxdisp % SIZE_MULTIPLE:
-            raise ValueError(f"MSNet3D: maxdisp must be a multiple of {SIZE_MULTIPLE}, got {maxdisp}")
-        self.maxdisp = maxdisp
+        super().__init__(maxdisp)
         self.groups = 40
         c = 32
         self.features = FeatureExtractor(relu_after_stem=False)
@@ -263,21 +292,8 @@ class MSNet3D(nn.Module):
     def cost_volume(self, fl: torch.Tensor, fr: torch.Tensor) -> torch.Tensor:
         return groupwise_correlation_volume(fl, fr, self.maxdisp // 4, self.groups)
 
-    def forward(self, left: torch.Tensor, right: torch.Tensor) -> list[torch.Tensor]:
-        _check_input(left, right)
-        volume = self.cost_volume(self.features(left), self.features(right))
-        cost0 = self.aggregate0(volume)
-        cost0 = self.aggregate1(cost0) + cost0
-        outs = [cost0]
-        for hg in self.hourglasses:
-            outs.append(hg(outs[-1]))
-        size = (left.shape[2], left.shape[3])
-        if not self.training:
-            return [disparity_regression(self.heads[3](outs[3]), self.maxdisp, size)]
-        return [disparity_regression(head(o), self.maxdisp, size) for head, o in zip(self.heads, outs)]
 
-
-class MSNet2D(nn.Module):
+class MSNet2D(_MSNet):
     """2D MobileStereoNet: an 'interlacing' cost (left/right channels interleaved, squeezed by 3D
     convs over the channel axis) for 48 disparities, refined by 2D hourglasses with disparities as
     channels. Same interface as MSNet3D."""
@@ -285,10 +301,7 @@ class MSNet2D(nn.Module):
     kind = "msnet2d"
 
     def __init__(self, maxdisp: int = DEFAULT_MAXDISP) -> None:
-        super().__init__()
-        if maxdisp % SIZE_MULTIPLE:
-            raise ValueError(f"MSNet2D: maxdisp must be a multiple of {SIZE_MULTIPLE}, got {maxdisp}")
-        self.maxdisp = maxdisp
+        super().__init__(maxdisp)
         self.volume_size = 48
         c = 48
         self.features = FeatureExtractor(relu_after_stem=True)
@@ -338,18 +351,11 @@ class MSNet2D(nn.Module):
             volume[:, d0:d1] = x.view(b, k, h, w)
         return volume
 
-    def forward(self, left: torch.Tensor, right: torch.Tensor) -> list[torch.Tensor]:
-        _check_input(left, right)
-        volume = self.cost_volume(self.reduce(self.features(left)), self.reduce(self.features(right)))
-        cost0 = self.aggregate0(volume)
-        cost0 = self.aggregate1(cost0) + cost0
-        outs = [cost0]
-        for hg in self.hourglasses:
-            outs.append(hg(outs[-1]))
-        size = (left.shape[2], left.shape[3])
-        if not self.training:
-            return [disparity_regression(self.heads[3](outs[3]).unsqueeze(1), self.maxdisp, size)]
-        return [disparity_regression(h(o).unsqueeze(1), self.maxdisp, size) for h, o in zip(self.heads, outs)]
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reduce(self.features(x))
+
+    def head_cost(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return self.heads[i](x).unsqueeze(1)  # disparities as channels -> a disparity axis
 
 
 def _check_input(left: torch.Tensor, right: torch.Tensor) -> None:
@@ -361,7 +367,7 @@ def _check_input(left: torch.Tensor, right: torch.Tensor) -> None:
                          "pad with prepare_pair()")
 
 
-def build_msnet(kind: str = "msnet3d", maxdisp: int = DEFAULT_MAXDISP) -> MSNet3D | MSNet2D:
+def build_msnet(kind: str = "msnet3d", maxdisp: int = DEFAULT_MAXDISP) -> _MSNet:
     """An untrained network of `kind` ('msnet3d' or 'msnet2d'); load weights before use."""
     if kind not in KINDS:
         raise ValueError(f"build_msnet: kind must be one of {KINDS}, got {kind!r}")
@@ -446,7 +452,7 @@ def is_msnet_checkpoint(ckpt: Mapping[str, Any]) -> bool:
 
 
 def load_msnet(path: str | os.PathLike[str] | None, device: str | torch.device = "cpu",
-               kind: str | None = None, dtype: torch.dtype = torch.float32) -> MSNet3D | MSNet2D:
+               kind: str | None = None, dtype: torch.dtype = torch.float32) -> _MSNet:
     """A MobileStereoNet in eval mode on `device` from a released (.ckpt) or converted checkpoint.
 
     Args:
