@@ -32,7 +32,8 @@ def kitti_pair(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return left, right
 
 
-def run_case(method: str, device: str, half: bool, h: int, w: int, repeats: int, threads: int, q) -> None:
+def run_case(method: str, device: str, half: bool, h: int, w: int, repeats: int, warmup: int, threads: int,
+             q) -> None:
     torch.set_num_threads(threads)
     left, right = kitti_pair(h, w)
     if method == "sgbm":
@@ -50,7 +51,8 @@ def run_case(method: str, device: str, half: bool, h: int, w: int, repeats: int,
                 torch.cuda.synchronize()
             return out
 
-    fn()  # warm-up (allocator, cuDNN, OpenCV)
+    for _ in range(warmup):  # allocator, cuDNN, OpenCV
+        fn()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, nargs=2, default=(375, 1242), metavar=("H", "W"))
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per case (after one warm-up)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (0: time a cold run)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--methods", nargs="+", default=["sgbm", "msnet3d", "msnet2d"])
     args = parser.parse_args(argv)
@@ -76,12 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     if torch.cuda.is_available():
         cases += [(m, "cuda", half) for m in args.methods if m != "sgbm" for half in (False, True)]
     ctx = mp.get_context("spawn")
-    print(f"stereo pair {args.size[0]}x{args.size[1]}, {args.threads} threads, median of {args.repeats}")
+    print(f"stereo pair {args.size[0]}x{args.size[1]}, {args.threads} threads, median of {args.repeats} "
+          f"after {args.warmup} warm-up")
     print("| method | device | dtype | ms / pair | peak memory (MiB) |")
     print("|---|---|---|---:|---:|")
     for method, device, half in cases:
         q = ctx.Queue()
-        p = ctx.Process(target=run_case, args=(method, device, half, *args.size, args.repeats, args.threads, q))
+        case = (method, device, half, *args.size, args.repeats, args.warmup, args.threads, q)
+        p = ctx.Process(target=run_case, args=case)
         p.start()
         p.join()
         if p.exitcode != 0:
