@@ -1,6 +1,7 @@
 # `sgn-ros preprocess`: prepare a SemanticKITTI tree for training, in the reference's layout.
 #   labels          voxels/NNNNNN.label + .invalid -> dataset/<labels_tag>/SS/NNNNNN_1_1.npy, _1_2.npy
-#   stereo-depth    image_2 + image_3 (StereoSGBM) -> dataset/sequences_<tag>_depth/sequences/SS/NNNNNN.npy
+#   stereo-depth    image_2 + image_3 (StereoSGBM, or MobileStereoNet with --method msnet3d)
+#                   -> dataset/sequences_<tag>_depth/sequences/SS/NNNNNN.npy
 #   depth-to-lidar  depth maps (metres, image_2 pixels) -> dataset/sequences_<tag>_lidar/sequences/SS/NNNNNN.bin
 # Frames are independent jobs spread over --workers processes with a tqdm progress bar.
 """The `sgn-ros preprocess` command: SSC labels, stereo depth and pseudo-LiDAR files."""
@@ -183,10 +184,7 @@ def _stereo_job(job: tuple[str, str, str, str]) -> int:
     return 1
 
 
-def preprocess_stereo_depth(
-    root: Path, tag: str = "sgbm", sequences: list[str] | None = None, workers: int = 0
-) -> int:
-    """Write ``dataset/sequences_<tag>_depth/sequences/SS/NNNNNN.npy`` for every image_2 frame."""
+def _stereo_jobs(root: Path, tag: str, sequences: list[str] | None) -> list[tuple[str, str, str, str]]:
     base = sequences_root(Path(root))
     jobs = []
     for seq in list_sequences(Path(root), sequences, "image_3"):
@@ -196,7 +194,51 @@ def preprocess_stereo_depth(
             jobs.append((str(left), str(right), str(base / seq / "calib.txt"), str(out_dir / f"{left.stem}.npy")))
     if not jobs:
         raise FileNotFoundError(f"no image_2/*.png with image_3 under {base}")
-    return sum(run_jobs(_stereo_job, jobs, workers, "stereo-depth"))
+    return jobs
+
+
+def preprocess_stereo_depth(
+    root: Path, tag: str = "sgbm", sequences: list[str] | None = None, workers: int = 0
+) -> int:
+    """Write ``dataset/sequences_<tag>_depth/sequences/SS/NNNNNN.npy`` for every image_2 frame (StereoSGBM)."""
+    return sum(run_jobs(_stereo_job, _stereo_jobs(root, tag, sequences), workers, "stereo-depth"))
+
+
+def preprocess_msnet_depth(
+    root: Path,
+    weights: str | None,
+    tag: str = "msnet3d",
+    sequences: list[str] | None = None,
+    device: str = "cpu",
+    kind: str = "msnet3d",
+    pad_to: tuple[int, int] | None = None,
+) -> int:
+    """MobileStereoNet depth maps as the reference writes them (VoxFormer preprocess/mobilestereonet):
+    ImageNet-normalised pair zero-padded top/right to 384 x 1248, disparity cropped back, and
+    depth = 0.54 m * fx(P2) / max(disparity, 1e-8) saved as float32 .npy in
+    ``dataset/sequences_<tag>_depth/sequences/SS``. One process: the network holds the device.
+
+    Raises:
+        MSNetWeightsMissing: `weights` is None or missing (the message says where to get them).
+    """
+    from PIL import Image
+
+    from sgn_ros.stereo.msnet import REFERENCE_BASELINE_M, REFERENCE_PAD_SIZE, StereoDepth
+
+    stereo = StereoDepth(weights, device, kind=kind, min_size=REFERENCE_PAD_SIZE if pad_to is None else pad_to)
+    jobs = _stereo_jobs(root, tag, sequences)
+    for left_path, right_path, calib_path, out_path in tqdm(jobs, desc=f"stereo-depth ({kind})", unit="frame"):
+        for p in (left_path, right_path):
+            if not Path(p).is_file():
+                raise FileNotFoundError(f"missing dataset file: {p}")
+        focal = float(kitti_io.read_calib(calib_path)["P2"][0, 0])
+        with Image.open(left_path) as a, Image.open(right_path) as b:
+            left, right = np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB"))
+        if left.shape != right.shape:
+            raise ValueError(f"{left_path} {left.shape} and {right_path} {right.shape} differ in size")
+        depth = stereo.depth(left, right, focal, REFERENCE_BASELINE_M).cpu().numpy()
+        _atomic_tofile(Path(out_path), depth.astype(np.float32), npy=True)
+    return len(jobs)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -225,9 +267,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-height", type=float, default=DEFAULT_MAX_HEIGHT, help="drop points with z >= this (m)")
 
-    p = sub.add_parser("stereo-depth", help="StereoSGBM depth maps from image_2 / image_3")
+    p = sub.add_parser("stereo-depth", help="depth maps from image_2 / image_3 (StereoSGBM or MobileStereoNet)")
     common(p)
-    p.add_argument("--tag", default="sgbm", help="writes sequences_<tag>_depth")
+    p.add_argument("--method", choices=("sgbm", "msnet3d", "msnet2d"), default="sgbm",
+                   help="sgbm: OpenCV StereoSGBM; msnet3d / msnet2d: MobileStereoNet (needs --weights)")
+    p.add_argument("--tag", default=None, help="writes sequences_<tag>_depth (default: the method)")
+    p.add_argument("--weights", default=None, help="MobileStereoNet checkpoint (released .ckpt or converted)")
+    p.add_argument("--device", default=None, help="torch device for MobileStereoNet (default cpu)")
+    p.add_argument("--pad-to", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="MobileStereoNet minimum padded size (default 384 1248, the reference's)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -237,7 +285,16 @@ def main(args: argparse.Namespace) -> int:
     elif args.step == "depth-to-lidar":
         n = preprocess_depth_to_lidar(root, args.tag, args.depth_dir, args.sequences, args.workers, args.max_height)
     elif args.step == "stereo-depth":
-        n = preprocess_stereo_depth(root, args.tag, args.sequences, args.workers)
+        tag = args.tag or args.method
+        if args.method == "sgbm":
+            for opt in ("weights", "pad_to", "device"):
+                if getattr(args, opt) is not None:
+                    flag = "--" + opt.replace("_", "-")
+                    raise ValueError(f"preprocess stereo-depth: {flag} applies to msnet3d / msnet2d only")
+            n = preprocess_stereo_depth(root, tag, args.sequences, args.workers)
+        else:
+            pad = None if args.pad_to is None else (args.pad_to[0], args.pad_to[1])
+            n = preprocess_msnet_depth(root, args.weights, tag, args.sequences, args.device or "cpu", args.method, pad)
     else:  # argparse restricts the choices
         raise ValueError(f"unknown preprocess step {args.step!r}")
     sys.stdout.write(f"{args.step}: {n} frames written\n")

@@ -26,6 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="SGN variant (default: inferred from shapes; SGN-T and SGN-S share all tensors, so "
         "ResNet-50 files default to sgn-s - pass sgn-t for the temporal model)",
     )
+    parser.add_argument(
+        "--kind",
+        choices=("auto", "sgn", "msnet"),
+        default="auto",
+        help="sgn: a released SGN checkpoint; msnet: a released MobileStereoNet .ckpt (depth network); "
+        "auto: msnet when the file holds MobileStereoNet tensors",
+    )
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="default: inferred from the class count")
     parser.add_argument(
         "--unsafe-load",
@@ -84,7 +91,23 @@ def convert(
     return save_checkpoint(output_path, model, cfg, **provenance)
 
 
+def _is_msnet_file(path: Path) -> bool:
+    """Auto-detection for --kind auto: a weights-only readable file with MobileStereoNet tensors."""
+    from sgn_ros.stereo.msnet import is_msnet_checkpoint, read_msnet_checkpoint
+
+    try:
+        return is_msnet_checkpoint(read_msnet_checkpoint(Path(path)))
+    except (OSError, ValueError):  # unreadable as weights-only: left to the SGN path's own errors
+        return False
+
+
 def main(args: argparse.Namespace) -> int:
+    kind = getattr(args, "kind", "auto")
+    if kind == "msnet" or (kind == "auto" and _is_msnet_file(args.input)):
+        from sgn_ros.stereo.msnet import convert_msnet_checkpoint
+
+        log.info("wrote %s", convert_msnet_checkpoint(args.input, args.output))
+        return 0
     out = convert(args.input, args.output, args.variant, args.dataset, args.unsafe_load, args.sparse_layout)
     log.info("wrote %s", out)
     return 0
