@@ -178,3 +178,23 @@ def test_bad_construction() -> None:
         StagedPipeline([("a", str), ("a", str)])
     with pytest.raises(ValueError, match="not callable"):
         StagedPipeline([("a", 3)])
+
+
+def test_node_pipeline_carries_the_frame_to_publish() -> None:
+    from sgn_ros.ros.pipeline import NODE_STAGES, node_pipeline
+
+    published = []
+    pipe = node_pipeline(
+        decode=lambda frame: SKIP if frame["stamp"] == 2 else frame["stamp"] * 10,
+        infer=lambda decoded: decoded + 1,
+        publish=lambda prediction, frame: published.append((frame["stamp"], prediction)),
+    ).start()
+    try:
+        for stamp in (1, 2, 3):
+            pipe.submit({"stamp": stamp})
+            assert _wait_for(pipe.idle)
+    finally:
+        assert pipe.stop() == []
+    assert published == [(1, 11), (3, 31)]
+    assert pipe.names == list(NODE_STAGES)
+    assert pipe.key_values()["stage.decode.skipped"] == "1"

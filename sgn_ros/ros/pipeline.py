@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Mailbox", "StageStats", "StagedPipeline", "SKIP"]
+__all__ = ["Mailbox", "StageStats", "StagedPipeline", "SKIP", "NODE_STAGES", "node_pipeline"]
 
 #: Returned by a stage callable: "this item ends here" (e.g. a frame the decoder cannot complete).
 #: Counted as skipped, not as an output; nothing is forwarded. (None is a legal item.)
@@ -244,3 +244,33 @@ class StagedPipeline:
         for s in self.stats():
             out.update(s.key_values())
         return out
+
+
+#: stage names of `node_pipeline`, hence its /diagnostics keys ``stage.<name>.p50_ms`` etc.
+NODE_STAGES = ("decode", "infer", "publish")
+
+
+def node_pipeline(
+    decode: Callable[[Any], Any],
+    infer: Callable[[Any], Any],
+    publish: Callable[[Any, Any], Any],
+    on_error: Callable[[str, BaseException, Any], None] | None = None,
+    window: int = 200,
+) -> StagedPipeline:
+    """sgn_node's three stages: decode(frame) -> decoded, infer(decoded) -> prediction,
+    publish(prediction, frame). The frame travels with its decoded input and its prediction, so
+    that publish has the stamp / header; a stage returning `SKIP` ends that frame. Not started.
+    """
+
+    def run_decode(frame: Any) -> Any:
+        decoded = decode(frame)
+        return SKIP if decoded is SKIP else (frame, decoded)
+
+    def run_infer(item: tuple[Any, Any]) -> Any:
+        prediction = infer(item[1])
+        return SKIP if prediction is SKIP else (item[0], prediction)
+
+    def run_publish(item: tuple[Any, Any]) -> Any:
+        return publish(item[1], item[0])
+
+    return StagedPipeline(list(zip(NODE_STAGES, (run_decode, run_infer, run_publish))), on_error, window)
