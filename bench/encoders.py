@@ -172,7 +172,8 @@ def main() -> int:
     rows = bench_scene("random 5 %", *random_scene(DEFAULT_GRID, ls.num_classes), args.repeat)
     if not args.no_street:
         rows += bench_scene("synthetic street", *street_scene(DEFAULT_GRID, ls), args.repeat)
-    print("| scene | occupied | output | before: prediction_to_* + serialize_message | after: wire bytes | speed-up (CPU) | MiB | note |")
+    print("| scene | occupied | output | before: prediction_to_* + serialize_message | after: wire bytes "
+          "| speed-up (CPU) | MiB | note |")
     print("|---|---:|---|---:|---:|---:|---:|---|")
     for scene, occ, output, old, new, size, note in rows:
         o = " / ".join(f"{v:.1f}" for v in old) if old is not None else "-"

@@ -195,9 +195,8 @@ def test_encode_outputs_bytes_are_the_message_objects_serialized() -> None:
     """encode_outputs (wire bytes, one shared voxel selection) == the prediction_to_* messages."""
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import PointCloud2
-    from visualization_msgs.msg import MarkerArray
-
     from sgn_ros.msg import SemanticVoxelGrid
+    from visualization_msgs.msg import MarkerArray
 
     rng = np.random.default_rng(11)
     labels, conf = _prediction(rng)

@@ -100,3 +100,17 @@ def test_bad_stereo_input_is_named(pair) -> None:
         as_stereo_pair((right, -0.5))
     with pytest.raises(ValueError, match="StereoPair"):
         as_stereo_pair(right)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_sgm_stereo_points_stay_on_the_device_and_match_cpu(pair) -> None:
+    left, right, K, T, _, _ = pair
+    cpu = SSCPredictor(_tiny_cfg(), device="cpu", stereo_method="sgm", stereo_params=PARAMS)
+    gpu = SSCPredictor(_tiny_cfg(), device="cuda", stereo_method="sgm", stereo_params=PARAMS)
+    depth = gpu.stereo_depth(left, K, (right, BASELINE))
+    assert isinstance(depth, torch.Tensor) and depth.is_cuda
+    a = cpu.prepare_batch(left, K, T, stereo=(right, BASELINE)).points[0]
+    b = gpu.prepare_batch(left, K, T, stereo=(right, BASELINE)).points[0]
+    assert b.is_cuda and len(b) == len(a)
+    torch.testing.assert_close(b.cpu(), a, atol=1e-4, rtol=0)

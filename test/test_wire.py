@@ -1,6 +1,6 @@
 # Tests of sgn_ros/ros/wire.py: the CDR bytes it writes against rclpy's own serialization of the
-# message objects sgn_ros.ros.encoders builds from the same prediction (the slow obvious version) (every byte but Fast CDR's
-# alignment padding, which rclpy leaves uninitialised), against rosbags' independent CDR
+# message objects sgn_ros.ros.encoders builds from the same prediction (the slow obvious version;
+# every byte but Fast CDR's alignment padding, which rclpy leaves uninitialised), against rosbags' independent CDR
 # serializer (every byte: it zeroes padding, as wire does), against rclpy's deserializer (field by
 # field), and one real publish of the bytes over Fast DDS to a subscriber.
 """sgn_ros.ros.wire: vectorised CDR serialisers of the prediction outputs."""
@@ -23,9 +23,9 @@ from sensor_msgs.msg import PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
+from sgn_ros.geometry import xyz_rpy_to_matrix  # noqa: E402
 from sgn_ros.grid import DEFAULT_GRID, VoxelGrid  # noqa: E402
 from sgn_ros.labels import load_label_set  # noqa: E402
-from sgn_ros.geometry import xyz_rpy_to_matrix  # noqa: E402
 from sgn_ros.model.predictor import SSCPrediction  # noqa: E402
 from sgn_ros.ros import encoders as enc  # noqa: E402
 from sgn_ros.ros import wire  # noqa: E402
