@@ -103,7 +103,7 @@ class Replay:
         self.pub = {k: self.node.create_publisher(t, topic, qos) for k, (t, topic) in topics.items()}
         self.arrivals: dict[str, dict[int, float]] = {k: {} for k in OUTPUTS}
         self.diagnostics: dict[str, str] = {}  # the last report
-        self.timed: dict[str, str] = {}  # the last report holding stage times (they cover recent frames only)
+        self.timed: list[dict[str, str]] = []  # reports holding stage times (each covers recent frames only)
         for key, (typ, topic) in {"points": (PointCloud2, "ssc/points"), "markers": (MarkerArray, "ssc/markers"),
                                   "grid": (SemanticVoxelGrid, "ssc/grid")}.items():
             self.node.create_subscription(typ, topic, lambda m, k=key: self._arrived(k, m), qos)
@@ -120,7 +120,7 @@ class Replay:
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
                 if any(k.endswith("ms") or k.endswith("_ms_mean") for k, v in self.diagnostics.items()
                        if v not in ("nan", "")):
-                    self.timed = self.diagnostics
+                    self.timed.append(self.diagnostics)
 
     def done(self, stamp: int) -> float | None:
         """When the last of the three outputs of `stamp` arrived (None: not all yet)."""
@@ -201,6 +201,25 @@ def _f(d: dict[str, str], key: str) -> float:
         return float("nan")
 
 
+def _delta(after: dict[str, str], before: dict[str, str], key: str) -> str:
+    try:
+        return str(int(after[key]) - int(before.get(key, 0)))
+    except (KeyError, ValueError):
+        return "-"
+
+
+def merged_times(reports: list[dict[str, str]]) -> dict[str, str]:
+    """One report from those seen during the replay: the pipeline's cumulative `stage.*` values
+    from the last; each `<part>_ms_mean` (a mean over the last few seconds only) as the median of
+    its values across reports, so that one slow or fast window does not stand for the run."""
+    out = dict(reports[-1])
+    for key in {k for r in reports for k in r if k.endswith("_ms_mean")}:
+        vals = [_f(r, key) for r in reports]
+        vals = [v for v in vals if np.isfinite(v)]
+        out[key] = f"{np.median(vals):.1f}" if vals else "nan"
+    return out
+
+
 def stage_rows(diag: dict[str, str]) -> list[tuple[str, str, str, str]]:
     """(stage, p50 ms, p95 ms, dropped) from the node's /diagnostics: the pipeline's per-stage
     keys when present, else the node's mean times per part."""
@@ -208,7 +227,7 @@ def stage_rows(diag: dict[str, str]) -> list[tuple[str, str, str, str]]:
     if names:
         return [(n, diag.get(f"stage.{n}.p50_ms", "nan"), diag.get(f"stage.{n}.p95_ms", "nan"),
                  diag.get(f"stage.{n}.dropped", "-")) for n in names]
-    return [(p, diag.get(f"{p}_ms_mean", "nan") + " (mean)", "-", "-")
+    return [(p, diag.get(f"{p}_ms_mean", "nan") + " (median of windowed means)", "-", "-")
             for p in ("queued", "decode", "inference", "publish") if f"{p}_ms_mean" in diag]
 
 
@@ -290,6 +309,10 @@ def main() -> int:
             replay.publish(frames, warm, args.depth_source)
             replay.spin_until(lambda: replay.done(warm) is not None, 5.0, proc)
         warm_s = replay.done(warm) - t_start
+        replay.diagnostics = {}
+        replay.spin_until(lambda: bool(replay.diagnostics), 5.0, proc)
+        before = dict(replay.diagnostics)  # counters after the warm-up: the replay's are the difference
+        replay.timed.clear()
         period = 1.0 / args.rate
         t0 = time.monotonic()
         for i in range(args.frames):
@@ -313,7 +336,7 @@ def main() -> int:
     done_t = sorted(answered.values())
     rate = (len(done_t) - 1) / (done_t[-1] - done_t[0]) if len(done_t) > 1 else float("nan")
     diag = replay.diagnostics
-    timed = replay.timed or diag
+    timed = merged_times(replay.timed) if replay.timed else diag
     net, depth, how = work_ms(timed, args.depth_source)
     overhead = _pct(lat, 50) - net - depth
 
@@ -326,7 +349,7 @@ def main() -> int:
           "node frames_dropped | node frames_processed |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {len(sent)} | {len(answered)} | {rate:.2f} | {_pct(lat, 50):.0f} | {_pct(lat, 95):.0f} | "
-          f"{diag.get('frames_dropped', '-')} | {diag.get('frames_processed', '-')} |")
+          f"{_delta(diag, before, 'frames_dropped')} | {_delta(diag, before, 'frames_processed')} |")
     print("\n| node stage (/diagnostics) | p50 ms | p95 ms | dropped |")
     print("|---|---:|---:|---:|")
     for row in stage_rows(timed):

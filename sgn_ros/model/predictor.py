@@ -383,7 +383,12 @@ class SSCPredictor:
         Returns:
             `SSCPrediction` with labels uint8 and confidence float32, both cfg.grid.dims.
         """
-        batch = self.prepare_batch(images, intrinsics, lidar_to_cam, points, depth, mode, stereo)
+        return self.infer(self.prepare_batch(images, intrinsics, lidar_to_cam, points, depth, mode, stereo))
+
+    @torch.inference_mode()
+    def infer(self, batch: SSCBatch) -> SSCPrediction:
+        """The network part of `predict` on a batch from `prepare_batch`: a pipelined caller
+        prepares frame t+1 (stereo, points, crop) while this runs frame t."""
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.fp16):
             out = self.model(batch)
         logits = out["ssc_logits"][0].float()  # (C, X, Y, Z)
