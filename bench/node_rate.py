@@ -301,14 +301,18 @@ def main() -> int:
         t_start = time.monotonic()
         wait_until_ready(replay.node, replay.executor, proc, t_start + args.startup_timeout, log_path)
         replay.spin_until(lambda: replay.pub["image"].get_subscription_count() > 0, 60, proc)
-        # warm-up frame (not counted): repeated until answered, so that discovery is complete
-        warm = STAMP0 * 1_000_000_000 - 10_000_000_000
-        while replay.done(warm) is None:
+        # warm-up frames (not counted), new stamps every 5 s until one is answered (discovery may
+        # lose the first); then the last one sent is awaited: the node has nothing left to do
+        warm: list[int] = []
+        while not any(replay.done(w) for w in warm):
             if time.monotonic() > t_start + args.startup_timeout:
                 raise TimeoutError("no answer to the warm-up frame")
-            replay.publish(frames, warm, args.depth_source)
-            replay.spin_until(lambda: replay.done(warm) is not None, 5.0, proc)
-        warm_s = replay.done(warm) - t_start
+            warm.append(STAMP0 * 1_000_000_000 - 10_000_000_000 + len(warm) * 1_000_000)
+            replay.publish(frames, warm[-1], args.depth_source)
+            replay.spin_until(lambda: any(replay.done(w) for w in warm), 5.0, proc)
+        if not replay.spin_until(lambda: replay.done(warm[-1]) is not None, args.startup_timeout, proc):
+            raise TimeoutError("the last warm-up frame was not answered")
+        warm_s = replay.done(warm[-1]) - t_start
         replay.diagnostics = {}
         replay.spin_until(lambda: bool(replay.diagnostics), 5.0, proc)
         before = dict(replay.diagnostics)  # counters after the warm-up: the replay's are the difference
