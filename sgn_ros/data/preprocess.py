@@ -63,14 +63,10 @@ def run_jobs(fn: Callable, jobs: list, workers: int, desc: str) -> list:
     return results
 
 
-def _atomic_tofile(path: Path, array: np.ndarray, npy: bool) -> None:
+def _atomic_tofile(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, fsync=False) as tmp:
-        with open(tmp, "wb") as f:
-            if npy:
-                np.save(f, array)
-            else:
-                f.write(array.tobytes())
+        array.tofile(tmp)
 
 
 # --------------------------------------------------------------------------- labels
@@ -120,13 +116,11 @@ def depth_map_to_lidar(
 def _lidar_job(job: tuple[str, str, str], max_height: float) -> int:
     depth_path, calib_path, out_path = job
     p = Path(depth_path)
-    if not p.is_file():
-        raise FileNotFoundError(f"missing depth map: {p}")
-    depth = np.load(p)
+    depth = kitti_io.read_npy(p)
     if depth.ndim != 2:
         raise ValueError(f"{p}: expected a depth map (H, W) in metres, got shape {depth.shape}")
     cloud = depth_map_to_lidar(depth, kitti_io.read_calib(calib_path), max_height)
-    _atomic_tofile(Path(out_path), cloud.astype("<f4"), npy=False)
+    _atomic_tofile(Path(out_path), cloud.astype("<f4"))
     return 1
 
 
@@ -165,21 +159,15 @@ def preprocess_depth_to_lidar(
 
 # --------------------------------------------------------------------------- stereo depth
 def _stereo_job(job: tuple[str, str, str, str]) -> int:
-    from PIL import Image
-
     from sgn_ros.data.stereo import stereo_depth
 
     left_path, right_path, calib_path, out_path = job
-    for p in (left_path, right_path):
-        if not Path(p).is_file():
-            raise FileNotFoundError(f"missing dataset file: {p}")
     calib = kitti_io.read_calib(calib_path)
     if "P3" not in calib:
         raise kitti_io.DataFormatError(f"{calib_path}: missing calibration key 'P3' (needed for the stereo baseline)")
-    with Image.open(left_path) as a, Image.open(right_path) as b:
-        left, right = np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB"))
+    left, right = kitti_io.read_image(left_path), kitti_io.read_image(right_path)
     depth = stereo_depth(left, right, calib["P2"], calib["P3"])
-    _atomic_tofile(Path(out_path), depth.astype(np.float32), npy=True)
+    kitti_io.write_npy(Path(out_path), depth.astype(np.float32))
     return 1
 
 
