@@ -105,10 +105,27 @@ def depth_map_to_lidar(
 
     Back-projection with P2's K from the image_2 camera (offset from camera 0 by P2's translation)
     into the LiDAR frame through inv(Tr); keeps x >= 0 and z < max_height as the reference does.
+    Like the reference's depth2lidar, every pixel with depth 0 ("no depth") stays, as a point at
+    the camera's position (z = 0 back-projects there), in row-major pixel order, so the files are
+    interchangeable with the reference's. Negative and non-finite depths are dropped (the
+    reference keeps a negative depth whose point lands at x >= 0, i.e. within the camera's
+    ~0.27 m ahead of the LiDAR; depth networks do not produce them).
     """
     from sgn_ros.model.preprocessing import depth_to_points
 
-    pts = depth_to_points(depth, calib["P2"][:3, :3], camera2_to_lidar(calib))
+    depth = np.asarray(depth)
+    cam_to_lidar = camera2_to_lidar(calib)
+    pts = depth_to_points(depth, calib["P2"][:3, :3], cam_to_lidar)  # depth > 0, row-major
+    flat = depth.reshape(-1)
+    zero = flat == 0
+    if zero.any():
+        with np.errstate(invalid="ignore"):
+            kept = zero | (np.isfinite(flat) & (flat > 0))
+        at_camera = zero[kept]
+        merged = np.empty((int(kept.sum()), 3), np.float32)
+        merged[~at_camera] = pts
+        merged[at_camera] = cam_to_lidar[:3, 3].astype(np.float32)
+        pts = merged
     pts = pts[(pts[:, 0] >= 0) & (pts[:, 2] < max_height)]
     return np.concatenate([pts, np.ones((len(pts), 1), np.float32)], axis=1).astype(np.float32)
 
