@@ -206,11 +206,105 @@ def test_missing_and_bad_files_are_named(synthetic_root, tmp_path) -> None:
 
 
 def test_reads_reference_label_files(synthetic_root, tmp_path) -> None:
-    """The reference stores the full-scale labels as float32 (uint8 here): both read the same."""
-    rel = "dataset/labels/00/000005_1_1.npy"
-    root = _mirror(synthetic_root, tmp_path, {rel})
-    ours = np.load(synthetic_root / rel)
-    np.save(root / rel, ours.astype(np.float32))
+    """Full-scale labels are float32 (as the reference writes them); uint8 files (ours before, or
+    converted ones) read the same, at both scales."""
+    rels = ("dataset/labels/00/000005_1_1.npy", "dataset/labels/00/000005_1_2.npy")
+    root = _mirror(synthetic_root, tmp_path, set(rels))
+    full, half = (np.load(synthetic_root / r) for r in rels)
+    assert full.dtype == np.float32 and half.dtype == np.uint8
+    np.save(root / rels[0], full.astype(np.uint8))
+    np.save(root / rels[1], half.astype(np.float32))
     item = SemanticKittiDataset(root, load_config("sgn-s"), "train", sequences=["00"])[1]
     assert item["target"].dtype == torch.int64
-    np.testing.assert_array_equal(item["target"].numpy(), ours)
+    np.testing.assert_array_equal(item["target"].numpy(), full)
+    np.testing.assert_array_equal(item["target_half"].numpy(), half)
+
+
+def test_preflight_names_every_broken_file(synthetic_root, tmp_path) -> None:
+    """preflight() checks every file of the split by size and header; one error lists them all."""
+    from sgn_ros.data.common import preflight
+
+    cfg = load_config("sgn-l")  # temporal: the neighbours' images and points are checked too
+    ds = SemanticKittiDataset(synthetic_root, cfg, "train", sequences=["00"])
+    # 4 samples (0, 5, 10, 15) with neighbours 2; 1, 4, 7; 3, 6, 9, 12 (the rest fall back to
+    # the current frame): 12 images + 12 points + 4 x 2 labels
+    assert preflight(ds, progress=False) == 32
+    png, cloud, label = (
+        "dataset/sequences/00/image_2/000003.png",  # only a neighbour (of frame 15)
+        "dataset/sequences_msnet3d_lidar/sequences/00/000010.bin",
+        "dataset/labels/00/000015_1_2.npy",
+    )
+    root = _mirror(synthetic_root, tmp_path, {png, cloud, label})
+    data = (synthetic_root / png).read_bytes()
+    (root / png).write_bytes(data[: len(data) - 100])
+    (root / cloud).write_bytes(b"\0" * 20)
+    (root / label).write_bytes((synthetic_root / label).read_bytes()[:-1])
+    (root / "dataset/sequences/00/image_2/000006.png").unlink()
+    ds = SemanticKittiDataset(root, cfg, "train", sequences=["00"])
+    with pytest.raises(kitti_io.DataFormatError, match=r"4 of 32 files unusable") as e:
+        preflight(ds, progress=False)
+    msg = str(e.value)
+    for name in ("image_2/000003.png: truncated PNG", "00/000010.bin: size 20 bytes", "000015_1_2.npy: truncated",
+                 "missing dataset file: " + str(root / "dataset/sequences/00/image_2/000006.png")):
+        assert name in msg, name
+    with pytest.raises(kitti_io.DataFormatError, match="4 of 32 files"):
+        SemanticKittiDataset(root, cfg, "train", sequences=["00"], check_files=True)
+    # reading the truncated image itself names it (Pillow alone says only "image file is truncated")
+    with pytest.raises(kitti_io.DataFormatError, match=r"image_2/000003\.png: unreadable image"):
+        ds[3]
+
+
+def test_sgn_l_temporal_end_to_end(synthetic_root) -> None:
+    """SGN-L as released (5 frames): synthetic sequence -> reader -> batch -> model forward +
+    loss backward at reduced size. Neighbours are the offset frames, their points are moved into
+    the current LiDAR frame, and the current frame stands in where a neighbour is missing."""
+    from dataclasses import replace
+
+    from sgn_ros.data.common import rigid_transform
+    from sgn_ros.data.labels_preprocess import downsample_labels
+    from sgn_ros.model import build_model
+    from sgn_ros.model.losses import SGNLoss
+
+    small = {"model": {"embed_dims": 16, "proposal_dims": [8, 8, 8, 8]}, "data": {"image_size": [64, 192]}}
+    cfg = load_config("sgn-l", overrides=small)
+    assert cfg.data.temporal == (-12, -9, -6, -3)
+    ds = SemanticKittiDataset(synthetic_root, cfg, "train", sequences=["00"])
+    poses, _ = _lidar_poses(synthetic_root)
+    lidar_dir = synthetic_root / "dataset" / "sequences_msnet3d_lidar" / "sequences" / "00"
+    items = [ds[1], ds[3]]  # frames 5 and 15
+    for item, frame, expected in ((items[0], 5, [5, 5, 5, 5, 2]), (items[1], 15, [15, 3, 6, 9, 12])):
+        assert item["meta"]["frame_ids"] == [f"{f:06d}" for f in expected]
+        start = 0
+        for k, f in enumerate(expected):
+            raw = kitti_io.read_points(lidar_dir / f"{f:06d}.bin")[:, :3].astype(np.float64)
+            moved = rigid_transform(raw, np.linalg.inv(poses[frame]) @ poses[f])
+            got = item["points"][start : start + len(raw)].numpy()
+            np.testing.assert_allclose(got, moved, rtol=0, atol=1e-4)
+            start += len(raw)
+            if f == frame:  # stand-in: the current frame's image and camera again
+                assert torch.equal(item["images"][k], item["images"][0])
+                assert torch.equal(item["lidar_to_cam"][k], item["lidar_to_cam"][0])
+            else:
+                assert not torch.equal(item["images"][k], item["images"][0])
+                assert np.abs(moved - raw).max() > 0.5  # the car moved between the frames
+        assert start == len(item["points"])
+    batch = collate_ssc(items)
+    assert batch.images.shape == (2, 5, 3, 64, 192) and batch.num_frames == 5
+    # the network on a 4x coarser grid over the same volume, targets reduced by the reference rule
+    net_cfg = load_config("sgn-l", overrides={**small, "grid": {"voxel_size": 0.8, "dims": [64, 64, 8]}})
+    full = [downsample_labels(t.numpy(), 4) for t in batch.target]
+    batch = replace(
+        batch,
+        target=torch.from_numpy(np.stack(full)).long(),
+        target_half=torch.from_numpy(np.stack([downsample_labels(t, 2) for t in full])).long(),
+    )
+    torch.manual_seed(0)
+    model = build_model(net_cfg).train()
+    out = model(batch)
+    losses = SGNLoss(net_cfg)(out, batch)
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum() for g in grads) > 0
