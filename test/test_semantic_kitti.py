@@ -29,10 +29,14 @@ def _lidar_poses(root) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _expected_image(path, h: int, w: int) -> np.ndarray:
-    rgb = np.asarray(Image.open(path).convert("RGB"), np.float32)[:h, :w] / 255.0
-    mean = np.array([0.485, 0.456, 0.406], np.float32)
-    std = np.array([0.229, 0.224, 0.225], np.float32)
-    return ((rgb - mean) / std).transpose(2, 0, 1)
+    """The reference's image pipeline step by step: PIL RGB -> float32 / 255 -> top-left crop ->
+    ToTensor (HWC -> CHW, no rescaling of float input) -> Normalize (float32 sub, then div)."""
+    rgb = np.array(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+    rgb = rgb[:h, :w, :]
+    chw = torch.from_numpy(rgb.transpose(2, 0, 1).copy())
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    return chw.sub(mean).div(std).numpy()
 
 
 def test_samples_and_single_frame_item(synthetic_root) -> None:
@@ -43,9 +47,8 @@ def test_samples_and_single_frame_item(synthetic_root) -> None:
     item = ds[1]
     h, w = cfg.data.image_size
     assert item["images"].shape == (1, 3, h, w) and item["images"].dtype == torch.float32
-    np.testing.assert_allclose(
-        item["images"][0].numpy(), _expected_image(_seq(synthetic_root) / "image_2" / "000005.png", h, w), atol=1e-6
-    )
+    expected = _expected_image(_seq(synthetic_root) / "image_2" / "000005.png", h, w)
+    np.testing.assert_array_equal(item["images"][0].numpy(), expected)  # bit-identical to the reference
     _, calib = _lidar_poses(synthetic_root)
     np.testing.assert_allclose(item["intrinsics"][0].numpy(), calib["P2"][:3, :3], rtol=1e-6)
     np.testing.assert_allclose(item["lidar_to_cam"][0].numpy(), calib["Tr"], rtol=1e-6, atol=1e-6)
@@ -82,7 +85,7 @@ def test_temporal_frames_geometry(synthetic_root) -> None:
         expected = tr @ np.linalg.inv(poses[f]) @ poses[15]
         np.testing.assert_allclose(item["lidar_to_cam"][k].numpy(), expected, rtol=1e-5, atol=1e-5)
         img = _expected_image(_seq(synthetic_root) / "image_2" / f"{f:06d}.png", h, w)
-        np.testing.assert_allclose(item["images"][k].numpy(), img, atol=1e-6)
+        np.testing.assert_array_equal(item["images"][k].numpy(), img)  # bit-identical to the reference
         lidar_dir = synthetic_root / "dataset" / "sequences_msnet3d_lidar" / "sequences" / "00"
         counts.append(len(kitti_io.read_points(lidar_dir / f"{f:06d}.bin")))
     assert item["points"].shape == (sum(counts), 3)
@@ -96,6 +99,11 @@ def test_temporal_frames_geometry(synthetic_root) -> None:
         cam0 = pts @ l2c[:3, :3].T + l2c[:3, 3]
         # camera 0 -> image_2 camera: the x / y offsets of P2 (the reference's pseudo-LiDAR convention)
         cam2 = cam0 + np.array([p2[0, 3] / p2[0, 0], p2[1, 3] / p2[1, 1], 0.0])
+        # pixels without depth (0, e.g. the sky) are points at the camera itself, as in the
+        # reference's pseudo-LiDAR files: set them apart
+        at_camera = np.abs(cam2).max(axis=1) < 1e-3
+        assert at_camera.mean() < 0.5, f
+        cam2 = cam2[~at_camera]
         uvw = cam2 @ p2[:3, :3].T
         u, v = uvw[:, 0] / uvw[:, 2], uvw[:, 1] / uvw[:, 2]
         near = (np.abs(u - np.round(u)) < 0.05) & (np.abs(v - np.round(v)) < 0.05)
