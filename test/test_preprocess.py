@@ -29,7 +29,7 @@ def reference_style_cloud(depth: np.ndarray, max_high: float) -> np.ndarray:
     for row in range(depth.shape[0]):
         for col in range(depth.shape[1]):
             d = depth[row, col]
-            if d <= 0:
+            if d < 0 or not np.isfinite(d):
                 continue
             cam = np.array([(col - cu) * d / fu + bx, (row - cv) * d / fv + by, d])
             velo = r.T @ cam - r.T @ t
@@ -50,6 +50,23 @@ def test_depth_to_lidar_matches_reference_formula() -> None:
     np.testing.assert_allclose(cloud[:, :3], ref, rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(cloud[:, 3], 1)
     assert len(ref) < depth.size - 5  # the height limit removed some points
+
+
+def test_depth_zero_pixels_stay_at_the_camera_like_the_reference() -> None:
+    """The reference back-projects every pixel: depth 0 gives the camera's own position, kept."""
+    depth = np.full((4, 6), 8.0, np.float32)
+    depth[1, 2] = 0.0
+    depth[3, 5] = 0.0
+    depth[2, 0] = np.nan  # dropped by both (NaN fails the reference's x >= 0 test)
+    cloud = depth_map_to_lidar(depth, {"P2": P2, "Tr": TR})
+    ref = reference_style_cloud(depth, 80.0)
+    assert len(cloud) == len(ref) == 23
+    np.testing.assert_allclose(cloud[:, :3], ref, rtol=1e-6, atol=1e-5)
+    camera = np.linalg.inv(TR) @ np.array([P2[0, 3] / -P2[0, 0], P2[1, 3] / -P2[1, 1], 0.0, 1.0])
+    # row-major order: pixel (1, 2) is the 9th point, (3, 5) the last (NaN pixel (2, 0) is gone)
+    np.testing.assert_allclose(cloud[8, :3], camera[:3], atol=1e-6)
+    np.testing.assert_allclose(cloud[-1, :3], camera[:3], atol=1e-6)
+    assert cloud[0, 0] > 7  # ordinary pixels still 8 m ahead
 
 
 def test_depth_to_lidar_cli(tmp_path) -> None:

@@ -64,14 +64,10 @@ def run_jobs(fn: Callable, jobs: list, workers: int, desc: str) -> list:
     return results
 
 
-def _atomic_tofile(path: Path, array: np.ndarray, npy: bool) -> None:
+def _atomic_tofile(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, fsync=False) as tmp:
-        with open(tmp, "wb") as f:
-            if npy:
-                np.save(f, array)
-            else:
-                f.write(array.tobytes())
+        array.tofile(tmp)
 
 
 # --------------------------------------------------------------------------- labels
@@ -110,10 +106,27 @@ def depth_map_to_lidar(
 
     Back-projection with P2's K from the image_2 camera (offset from camera 0 by P2's translation)
     into the LiDAR frame through inv(Tr); keeps x >= 0 and z < max_height as the reference does.
+    Like the reference's depth2lidar, every pixel with depth 0 ("no depth") stays, as a point at
+    the camera's position (z = 0 back-projects there), in row-major pixel order, so the files are
+    interchangeable with the reference's. Negative and non-finite depths are dropped (the
+    reference keeps a negative depth whose point lands at x >= 0, i.e. within the camera's
+    ~0.27 m ahead of the LiDAR; depth networks do not produce them).
     """
     from sgn_ros.geometry import depth_to_points
 
-    pts = depth_to_points(depth, calib["P2"][:3, :3], camera2_to_lidar(calib))
+    depth = np.asarray(depth)
+    cam_to_lidar = camera2_to_lidar(calib)
+    pts = depth_to_points(depth, calib["P2"][:3, :3], cam_to_lidar)  # depth > 0, row-major
+    flat = depth.reshape(-1)
+    zero = flat == 0
+    if zero.any():
+        with np.errstate(invalid="ignore"):
+            kept = zero | (np.isfinite(flat) & (flat > 0))
+        at_camera = zero[kept]
+        merged = np.empty((int(kept.sum()), 3), np.float32)
+        merged[~at_camera] = pts
+        merged[at_camera] = cam_to_lidar[:3, 3].astype(np.float32)
+        pts = merged
     pts = pts[(pts[:, 0] >= 0) & (pts[:, 2] < max_height)]
     return np.concatenate([pts, np.ones((len(pts), 1), np.float32)], axis=1).astype(np.float32)
 
@@ -121,13 +134,11 @@ def depth_map_to_lidar(
 def _lidar_job(job: tuple[str, str, str], max_height: float) -> int:
     depth_path, calib_path, out_path = job
     p = Path(depth_path)
-    if not p.is_file():
-        raise FileNotFoundError(f"missing depth map: {p}")
-    depth = np.load(p)
+    depth = kitti_io.read_npy(p)
     if depth.ndim != 2:
         raise ValueError(f"{p}: expected a depth map (H, W) in metres, got shape {depth.shape}")
     cloud = depth_map_to_lidar(depth, kitti_io.read_calib(calib_path), max_height)
-    _atomic_tofile(Path(out_path), cloud.astype("<f4"), npy=False)
+    _atomic_tofile(Path(out_path), cloud.astype("<f4"))
     return 1
 
 
@@ -166,21 +177,15 @@ def preprocess_depth_to_lidar(
 
 # --------------------------------------------------------------------------- stereo depth
 def _stereo_job(job: tuple[str, str, str, str]) -> int:
-    from PIL import Image
-
     from sgn_ros.data.stereo import stereo_depth
 
     left_path, right_path, calib_path, out_path = job
-    for p in (left_path, right_path):
-        if not Path(p).is_file():
-            raise FileNotFoundError(f"missing dataset file: {p}")
     calib = kitti_io.read_calib(calib_path)
     if "P3" not in calib:
         raise kitti_io.DataFormatError(f"{calib_path}: missing calibration key 'P3' (needed for the stereo baseline)")
-    with Image.open(left_path) as a, Image.open(right_path) as b:
-        left, right = np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB"))
+    left, right = kitti_io.read_image(left_path), kitti_io.read_image(right_path)
     depth = stereo_depth(left, right, calib["P2"], calib["P3"])
-    _atomic_tofile(Path(out_path), depth.astype(np.float32), npy=True)
+    kitti_io.write_npy(Path(out_path), depth.astype(np.float32))
     return 1
 
 
