@@ -193,7 +193,7 @@ def test_convert_checkpoint_cli(tmp_path):
     prov = torch.load(dst, weights_only=True)["provenance"]
     assert prov["epoch"] == 31 and len(prov["source_sha256"]) == 64
     with pytest.raises(ValueError, match="already an sgn_ros checkpoint"):
-        cli.main(["convert-checkpoint", str(dst), str(tmp_path / "again.pth")])
+        cli.main(["convert-checkpoint", "--debug", str(dst), str(tmp_path / "again.pth")])
 
 
 def test_compact_checkpoint_round_trip(tmp_path):

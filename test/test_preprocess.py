@@ -71,8 +71,8 @@ def test_depth_to_lidar_cli(tmp_path) -> None:
     # a depth map of the wrong rank is named
     np.save(ddir / "000003.npy", np.zeros((2, 2, 2), np.float32))
     with pytest.raises(ValueError, match=r"000003\.npy: expected a depth map"):
-        cli_main(["preprocess", "depth-to-lidar", "--root", str(root), "--tag", "mydepth"])
+        cli_main(["--debug", "preprocess", "depth-to-lidar", "--root", str(root), "--tag", "mydepth"])
     with pytest.raises(FileNotFoundError, match=r"sequences_other_depth/sequences/03"):
-        cli_main(["preprocess", "depth-to-lidar", "--root", str(root), "--tag", "other"])
+        cli_main(["--debug", "preprocess", "depth-to-lidar", "--root", str(root), "--tag", "other"])
     with pytest.raises(FileNotFoundError, match=r"nothing/dataset/sequences"):
-        cli_main(["preprocess", "labels", "--root", str(tmp_path / "nothing")])
+        cli_main(["--debug", "preprocess", "labels", "--root", str(tmp_path / "nothing")])

@@ -12,7 +12,8 @@ from sgn_ros.batch import SSCBatch
 from sgn_ros.config import load_config
 from sgn_ros.data import kitti_io
 from sgn_ros.data.collate import collate_ssc
-from sgn_ros.data.common import build_dataset, near_range_mask, temporal_frame_ids
+from sgn_ros.data.common import near_range_mask, temporal_frame_ids
+from sgn_ros.data.registry import build_dataset
 from sgn_ros.data.semantic_kitti import SemanticKittiDataset
 from sgn_ros.grid import DEFAULT_GRID, VoxelGrid
 

@@ -171,7 +171,7 @@ def test_killed_run_resumes_exactly(tiny_root: Path, tmp_path: Path) -> None:
 def test_overfit_loss_falls_iou_rises_and_evaluate_cli(tiny_root: Path, tmp_path: Path) -> None:
     from sgn_ros.cli import build_parser
     from sgn_ros.evaluation.cli import main as evaluate_main
-    from sgn_ros.training.evaluate import evaluate_model, make_eval_loader
+    from sgn_ros.evaluation.network import evaluate_model, make_eval_loader
     from sgn_ros.training.trainer import Trainer
 
     epochs = 40  # 80 iterations; a short warm-up keeps the first AdamW steps of a toy network stable
@@ -238,7 +238,7 @@ def test_train_cli_errors_name_the_problem(tiny_root: Path, tmp_path: Path) -> N
 
 # --------------------------------------------------------------------------- building blocks
 def test_sampler_resumes_mid_epoch_in_the_same_order() -> None:
-    from sgn_ros.training.distributed import ResumableDistributedSampler, ShardSampler
+    from sgn_ros.distributed import ResumableDistributedSampler, ShardSampler
 
     data = list(range(11))
     for rank in range(3):

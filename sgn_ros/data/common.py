@@ -20,19 +20,12 @@ from torch.utils.data import Dataset
 
 from sgn_ros.config import SGNConfig
 from sgn_ros.data import kitti_io
+from sgn_ros.data.registry import dataset_spec
 from sgn_ros.grid import VoxelGrid
-from sgn_ros.labels import IGNORE_LABEL, LabelSet, load_label_set
+from sgn_ros.labels import IGNORE_LABEL, LabelSet, load_label_set, normalize_split
 from sgn_ros.model.preprocessing import crop_or_pad, normalize_image
 
 PathLike = str | os.PathLike[str]
-
-
-def normalize_split(split: str) -> str:
-    """'val' / 'validation' -> 'valid' (the label YAML's key); other names unchanged."""
-    key = {"val": "valid", "validation": "valid"}.get(split, split)
-    if key not in ("train", "valid", "test"):
-        raise ValueError(f"unknown split {split!r}; expected train, val (valid) or test")
-    return key
 
 
 def near_range_mask(grid: VoxelGrid, eval_range: float | None) -> np.ndarray | None:
@@ -165,7 +158,8 @@ class SSCDataset(Dataset):
         raise NotImplementedError
 
     def sequence_name(self, number: int) -> str:
-        raise NotImplementedError
+        """Directory name of sequence `number` (the registry's naming of this dataset)."""
+        return dataset_spec(self.dataset_name).sequence_name(number)
 
     def sequence_dir(self, seq: str) -> Path:
         raise NotImplementedError
@@ -281,16 +275,3 @@ class SSCDataset(Dataset):
                 "image_paths": [str(self.image_path(seq, f)) for f in frames],
             },
         }
-
-
-def build_dataset(root: PathLike, cfg: SGNConfig, split: str, **kwargs: Any) -> SSCDataset:
-    """The reader of cfg.data.dataset (``semantickitti`` or ``kitti360``) for `split`."""
-    if cfg.data.dataset == "semantickitti":
-        from sgn_ros.data.semantic_kitti import SemanticKittiDataset
-
-        return SemanticKittiDataset(root, cfg, split, **kwargs)
-    if cfg.data.dataset == "kitti360":
-        from sgn_ros.data.kitti360 import Kitti360Dataset
-
-        return Kitti360Dataset(root, cfg, split, **kwargs)
-    raise ValueError(f"data.dataset: unknown dataset {cfg.data.dataset!r}; expected semantickitti or kitti360")
