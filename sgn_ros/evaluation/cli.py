@@ -24,7 +24,7 @@ from sgn_ros.config import load_config
 from sgn_ros.data import kitti_io
 from sgn_ros.data.labels_preprocess import completion_remap_lut
 from sgn_ros.data.registry import spec_for_labels, split_sequences
-from sgn_ros.evaluation.metrics import SSCMetrics, format_table
+from sgn_ros.evaluation.metrics import SSCMetrics, format_table, scores_for_output
 from sgn_ros.fileio import atomic_path
 from sgn_ros.grid import VoxelGrid
 from sgn_ros.labels import IGNORE_LABEL, LabelSet, load_label_set, normalize_split
@@ -126,17 +126,6 @@ def score_files(
             )
         metrics.update(pred[keep], gt[keep])
     return metrics
-
-
-def scores_for_output(scores: dict, label_set: LabelSet, precision_recall: bool = True) -> dict[str, float]:
-    """The api's scores.txt keys (iou_completion, iou_mean, iou_<class>), plus precision and recall."""
-    out = {"iou_completion": scores["iou_completion"], "iou_mean": scores["iou_mean"]}
-    for i in range(1, label_set.num_classes):
-        out[f"iou_{label_set.names[i]}"] = scores["iou_per_class"][i]
-    if precision_recall:
-        out["precision"] = scores["precision"]
-        out["recall"] = scores["recall"]
-    return out
 
 
 def main(args: argparse.Namespace) -> int:

@@ -153,7 +153,7 @@ def run_network_evaluation(args: argparse.Namespace) -> int:
     """`sgn-ros evaluate --checkpoint CKPT --data-root ROOT [--config ...] [--split val] [--export DIR]
     [--json OUT]`: score a trained network on a split (one process or torchrun)."""
     from sgn_ros.data.registry import build_dataset
-    from sgn_ros.evaluation.cli import scores_for_output
+    from sgn_ros.evaluation.metrics import scores_for_output
     from sgn_ros.labels import load_label_set
     from sgn_ros.model.checkpoint import load_model
     from sgn_ros.runtime import resolve_amp, setup_logging

@@ -418,6 +418,7 @@ def load_model(
     device: torch.device | str | None = None,
     allow_unsafe: bool = False,
     legacy_sparse_layout: str = "RSKC",
+    where: str | os.PathLike[str] | None = None,
 ) -> LoadedModel:
     """Build the network a checkpoint describes and load its weights: THE loader of the package
     (predictor, node, evaluate, train --resume / train.load_from, convert, demo weights).
@@ -435,12 +436,13 @@ def load_model(
         overrides: nested config overrides (as `sgn_ros.config.load_config` takes them).
         expect: a complete config the caller holds (e.g. the trainer's); checked like `variant`.
         device: where to put the model (default CPU).
+        where: the file's name in messages when `source` is a dict already read from it.
     """
     from sgn_ros.config import _deep_merge, config_from_dict, load_config
     from sgn_ros.model import build_model
 
     if isinstance(source, Mapping):
-        ckpt, where = dict(source), "checkpoint dict"
+        ckpt, where = dict(source), os.fspath(where) if where is not None else "checkpoint dict"
     else:
         ckpt, where = read_checkpoint(source, allow_unsafe=allow_unsafe), os.fspath(source)
     kind = checkpoint_kind(ckpt, where)

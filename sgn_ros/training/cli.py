@@ -106,6 +106,9 @@ def run_training(args: argparse.Namespace):
     work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / cfg.name
     existed = work_dir.is_dir()
     before = set(work_dir.iterdir()) if existed else set()
+    created_root = work_dir  # the topmost folder this run would create (mkdir parents=True)
+    while not created_root.parent.exists() and created_root.parent != created_root:
+        created_root = created_root.parent
     info = init_distributed(args.device)
     trainer = None
     try:
@@ -124,7 +127,7 @@ def run_training(args: argparse.Namespace):
     except BaseException:
         logging.getLogger("sgn_ros.training").debug("training failed (rank %d)", info.rank, exc_info=True)
         if info.is_main and not _wrote_checkpoint(work_dir, before):
-            _remove_new_entries(work_dir, before, existed)
+            _remove_new_entries(work_dir, before, None if existed else created_root)
         raise
     finally:
         cleanup_distributed()
@@ -135,8 +138,9 @@ def _wrote_checkpoint(work_dir: Path, before: set[Path]) -> bool:
     return work_dir.is_dir() and any(p.suffix == ".pth" and p not in before for p in work_dir.iterdir())
 
 
-def _remove_new_entries(work_dir: Path, before: set[Path], existed: bool) -> None:
-    """Undo what a failed run created in `work_dir` (its log handlers closed first)."""
+def _remove_new_entries(work_dir: Path, before: set[Path], created_root: Path | None) -> None:
+    """Undo what a failed run created in `work_dir` (its log handlers closed first); remove the
+    folders it made (`created_root`: the topmost one, None when work_dir existed) if left empty."""
     import shutil
 
     from sgn_ros.runtime import close_file_logging
@@ -151,11 +155,16 @@ def _remove_new_entries(work_dir: Path, before: set[Path], existed: bool) -> Non
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
-    if not existed:
-        try:
-            work_dir.rmdir()
-        except OSError:
-            pass
+    if created_root is not None:
+        d = work_dir
+        while True:
+            try:
+                d.rmdir()
+            except OSError:
+                break
+            if d == created_root:
+                break
+            d = d.parent
 
 
 def main(args: argparse.Namespace) -> int:

@@ -197,6 +197,11 @@ class Trainer:
         self.amp = resolve_amp(tc.amp, self.device)
         self.ckpts = ckpt_io.CheckpointManager(self.work_dir)
         self.state = TrainState()
+        # the resume file is read and checked first: a bad one fails before any data is touched
+        resume_file, resume_ckpt = None, None
+        if resume is not None and resume is not False:
+            resume_file = self.ckpts.resolve_resume(None if resume is True else str(resume))
+            resume_ckpt = ckpt_io.load_training_checkpoint(resume_file, allow_unsafe=allow_unsafe_load)
 
         # ---- model: identical initialisation on every rank, then rank-specific RNG streams
         seed_everything(tc.seed)
@@ -245,8 +250,8 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self._rng_to_restore: dict[str, Any] | None = None
-        if resume is not None and resume is not False:
-            self._resume(None if resume is True else str(resume), allow_unsafe_load)
+        if resume_ckpt is not None:
+            self._resume(resume_file, resume_ckpt)
         if self._rng_to_restore is None:  # fresh run: one RNG stream per rank (resume restores them in fit)
             seed_everything(tc.seed + self.info.rank)
         self.writer = None
@@ -263,11 +268,10 @@ class Trainer:
         model.load_state_dict(loaded.model.state_dict(), strict=True)
         log.info("weights initialised from %s (train.load_from)", path)
 
-    def _resume(self, path: str | None, allow_unsafe: bool) -> None:
+    def _resume(self, file: Path, ck: dict[str, Any]) -> None:
+        """Restore model, optimiser (its shapes checked first), schedule, scaler and counters."""
         from sgn_ros.model.checkpoint import load_model
 
-        file = self.ckpts.resolve_resume(path)
-        ck = ckpt_io.load_training_checkpoint(file, allow_unsafe=allow_unsafe)
         if ck.get("config") != self.cfg.to_dict():
             log.warning("resuming %s whose stored config differs from the current one in settings that do not "
                         "define the network; using the current", file)
@@ -278,7 +282,7 @@ class Trainer:
                 f"{self.iters_per_epoch} (different world size, batch size, split or max_iters_per_epoch)"
             )
         # the one loader: a network, class count or grid other than this config's is an error
-        loaded = load_model(ck, expect=self.cfg)
+        loaded = load_model(ck, expect=self.cfg, where=file)
         self.model.load_state_dict(loaded.model.state_dict(), strict=True)
         ckpt_io.check_optimizer_state(tr["optimizer"], self.optimizer, file)
         self.optimizer.load_state_dict(tr["optimizer"])
