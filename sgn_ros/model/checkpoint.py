@@ -47,7 +47,6 @@ __all__ = [
     "convert_reference_state_dict",
     "load_model_weights",
     "save_checkpoint",
-    "load_sgn",
     "load_model",
     "LoadedModel",
     "infer_reference_variant",
@@ -505,15 +504,3 @@ def _load_into(model: nn.Module, ckpt: dict[str, Any], kind: str, where: str, le
             ckpt.get("state_dict", ckpt), model, legacy_sparse_layout=legacy_sparse_layout, where=where
         )
     model.load_state_dict(state, strict=True)
-
-
-def load_sgn(
-    path: str | os.PathLike[str],
-    variant: str | None = None,
-    dataset: str | None = None,
-    allow_unsafe: bool = False,
-    device: torch.device | str | None = None,
-):
-    """`load_model` returning ``(model, cfg)`` (kept for existing callers)."""
-    loaded = load_model(path, variant=variant, dataset=dataset, allow_unsafe=allow_unsafe, device=device)
-    return loaded.model, loaded.cfg
