@@ -404,6 +404,7 @@ class Trainer:
             self._rng_to_restore = None
         last_metrics: dict[str, Any] = {}
         log_every = max(1, tc.log_interval)
+        bar = None
         try:
             while self.state.epoch < tc.epochs:
                 epoch = self.state.epoch
@@ -456,6 +457,8 @@ class Trainer:
                         self.state.best_metric, self.state.best_epoch, is_best = miou, self.state.epoch, True
                 self._checkpoint(self.ckpts.epoch_path(self.state.epoch), is_best=is_best)
         finally:
+            if bar is not None:  # closed now, not when collected (after the CLI's error line)
+                bar.close()
             if self.writer is not None:
                 self.writer.close()
                 self.writer = None
