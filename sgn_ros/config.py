@@ -79,6 +79,7 @@ class TrainConfig:
     checkpoint_interval_iters: int = 0  # 0: only at epoch ends
     seed: int = 0
     pretrained_backbone: str | None = None  # torchvision ResNet .pth file
+    load_from: str | None = None  # fine-tune: initial weights from a (model-only or training) checkpoint
     max_iters_per_epoch: int = 0  # 0: the whole split (smoke tests use a few)
     log_interval: int = 50  # iterations between logged (rank-averaged) loss means, as mmcv's log_config
 

@@ -1,21 +1,28 @@
-# The project's error types for bad input data, shared by readers, CLIs and nodes: a CLI catches
-# them to print one line and exit 2, a node to log, count and skip. They subclass ValueError so
-# existing `except ValueError` handlers keep working.
-"""Error types: `DataError` (a data file exists but is unusable)."""
+# The package's user-error types, at the bottom floor so that every layer can raise them (readers,
+# checkpoint loaders, the trainer, the node). Both derive from ValueError: code that already
+# catches ValueError keeps working, and the CLI turns any of them into one line and exit status 2.
+"""`CheckpointError` and `DataError`: a bad input file, named with the path and what is wrong."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+__all__ = ["SGNInputError", "CheckpointError", "DataError"]
 
 
-class DataError(ValueError):
-    """A data file is missing something, truncated or holds invalid values.
+class SGNInputError(ValueError):
+    """A user-supplied file is unusable. `path` names it; the message starts with it."""
 
-    The message names the file and what is wrong; `path` carries the offending file (None where
-    the error is not about one file) so that callers can report or skip it without parsing text.
-    """
+    def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
+        self.path = None if path is None else os.fspath(path)
+        self.problem = problem
+        super().__init__(problem if self.path is None else f"{self.path}: {problem}")
 
-    def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
-        super().__init__(message)
-        self.path = None if path is None else Path(path)
+
+class CheckpointError(SGNInputError):
+    """A checkpoint file cannot be used: truncated, empty, not a checkpoint, wrong network, or a
+    training checkpoint without the state a resume needs."""
+
+
+class DataError(SGNInputError):
+    """A dataset file or folder is missing or malformed."""

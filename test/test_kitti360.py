@@ -8,8 +8,8 @@ import torch
 
 from sgn_ros.config import load_config
 from sgn_ros.data import kitti_io
-from sgn_ros.data.common import build_dataset
 from sgn_ros.data.kitti360 import KITTI360_CAM_TO_POSE, KITTI360_CAM_TO_VELO, KITTI360_K, Kitti360Dataset
+from sgn_ros.data.registry import build_dataset
 from sgn_ros.grid import DEFAULT_GRID
 
 SEQ = "2013_05_28_drive_0006_sync"  # the validation sequence

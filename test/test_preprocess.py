@@ -88,8 +88,33 @@ def test_depth_to_lidar_cli(tmp_path) -> None:
     # a depth map of the wrong rank is named
     np.save(ddir / "000003.npy", np.zeros((2, 2, 2), np.float32))
     with pytest.raises(ValueError, match=r"000003\.npy: expected a depth map"):
-        cli_main(["preprocess", "depth-to-lidar", "--root", str(root), "--tag", "mydepth"])
+        cli_main(["--debug", "preprocess", "depth-to-lidar", "--root", str(root), "--tag", "mydepth"])
     with pytest.raises(FileNotFoundError, match=r"sequences_other_depth/sequences/03"):
-        cli_main(["preprocess", "depth-to-lidar", "--root", str(root), "--tag", "other"])
+        cli_main(["--debug", "preprocess", "depth-to-lidar", "--root", str(root), "--tag", "other"])
     with pytest.raises(FileNotFoundError, match=r"nothing/dataset/sequences"):
-        cli_main(["preprocess", "labels", "--root", str(tmp_path / "nothing")])
+        cli_main(["--debug", "preprocess", "labels", "--root", str(tmp_path / "nothing")])
+
+
+def test_the_config_grid_is_used_by_synth_preprocess_and_evaluate(tmp_path, capsys) -> None:
+    # regression: DEFAULT_GRID was used where cfg.grid belongs, so a grid.dims override disagreed with the labels
+    import shutil
+    from pathlib import Path
+
+    from sgn_ros.config import load_config
+    from sgn_ros.data.synth import generate_sequence
+
+    tiny = Path(__file__).resolve().parent / "configs" / "sgn_tiny.yaml"
+    grid = load_config(tiny).grid
+    seq = generate_sequence(tmp_path, sequence="08", frames=1, seed=1, depth=False, image_size=(32, 96), grid=grid)
+    label = seq / "voxels" / "000000.label"
+    assert label.stat().st_size == 2 * grid.num_voxels
+    assert cli_main(["preprocess", "labels", "--root", str(tmp_path), "--config", str(tiny)]) == 0
+    full = np.load(tmp_path / "dataset" / "labels" / "08" / "000000_1_1.npy")
+    assert full.size == grid.num_voxels
+    preds = tmp_path / "pred" / "sequences" / "08" / "predictions"
+    preds.mkdir(parents=True)
+    shutil.copy(label, preds / label.name)
+    args = ["evaluate", "--dataset", str(tmp_path), "--predictions", str(tmp_path / "pred"), "--split", "val"]
+    assert cli_main([*args, "--config", str(tiny)]) == 0
+    assert cli_main(args) == 2  # the default grid: the files are the wrong size, said in one line
+    assert "expected 4194304 bytes" in capsys.readouterr().err

@@ -12,7 +12,8 @@ from sgn_ros.batch import SSCBatch
 from sgn_ros.config import load_config
 from sgn_ros.data import kitti_io
 from sgn_ros.data.collate import collate_ssc
-from sgn_ros.data.common import build_dataset, near_range_mask, temporal_frame_ids
+from sgn_ros.data.common import near_range_mask, temporal_frame_ids
+from sgn_ros.data.registry import build_dataset
 from sgn_ros.data.semantic_kitti import SemanticKittiDataset
 from sgn_ros.grid import DEFAULT_GRID, VoxelGrid
 
@@ -292,8 +293,8 @@ def test_sgn_l_temporal_end_to_end(synthetic_root) -> None:
     the current LiDAR frame, and the current frame stands in where a neighbour is missing."""
     from dataclasses import replace
 
-    from sgn_ros.data.common import rigid_transform
     from sgn_ros.data.labels_preprocess import downsample_labels
+    from sgn_ros.geometry import apply_transform
     from sgn_ros.model import build_model
     from sgn_ros.model.losses import SGNLoss
 
@@ -309,7 +310,7 @@ def test_sgn_l_temporal_end_to_end(synthetic_root) -> None:
         start = 0
         for k, f in enumerate(expected):
             raw = kitti_io.read_points(lidar_dir / f"{f:06d}.bin")[:, :3].astype(np.float64)
-            moved = rigid_transform(raw, np.linalg.inv(poses[frame]) @ poses[f])
+            moved = apply_transform(np.linalg.inv(poses[frame]) @ poses[f], raw)
             got = item["points"][start : start + len(raw)].numpy()
             np.testing.assert_allclose(got, moved, rtol=0, atol=1e-4)
             start += len(raw)

@@ -20,21 +20,14 @@ from tqdm import tqdm
 
 from sgn_ros.config import SGNConfig
 from sgn_ros.data import kitti_io
+from sgn_ros.data.registry import dataset_spec
 from sgn_ros.geometry import apply_transform, crop_or_pad, invert_transform
 from sgn_ros.grid import VoxelGrid
-from sgn_ros.labels import IGNORE_LABEL, LabelSet, load_label_set
+from sgn_ros.labels import IGNORE_LABEL, LabelSet, load_label_set, normalize_split
 from sgn_ros.model.preprocessing import normalize_image
 from sgn_ros.model.projection import network_tables
 
 PathLike = str | os.PathLike[str]
-
-
-def normalize_split(split: str) -> str:
-    """'val' / 'validation' -> 'valid' (the label YAML's key); other names unchanged."""
-    key = {"val": "valid", "validation": "valid"}.get(split, split)
-    if key not in ("train", "valid", "test"):
-        raise ValueError(f"unknown split {split!r}; expected train, val (valid) or test")
-    return key
 
 
 def near_range_mask(grid: VoxelGrid, eval_range: float | None) -> np.ndarray | None:
@@ -174,7 +167,8 @@ class SSCDataset(Dataset):
         raise NotImplementedError
 
     def sequence_name(self, number: int) -> str:
-        raise NotImplementedError
+        """Directory name of sequence `number` (the registry's naming of this dataset)."""
+        return dataset_spec(self.dataset_name).sequence_name(number)
 
     def sequence_dir(self, seq: str) -> Path:
         raise NotImplementedError
@@ -335,21 +329,9 @@ def preflight(dataset: SSCDataset, progress: bool = True) -> int:
     if problems:
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise kitti_io.DataFormatError(
+            first_path,
             f"{dataset.dataset_name} {dataset.split}: {len(problems)} of {len(checks)} files unusable:\n  "
             + "\n  ".join(problems[:20]) + more,
-            path=first_path,
         )
     return len(checks)
 
-
-def build_dataset(root: PathLike, cfg: SGNConfig, split: str, **kwargs: Any) -> SSCDataset:
-    """The reader of cfg.data.dataset (``semantickitti`` or ``kitti360``) for `split`."""
-    if cfg.data.dataset == "semantickitti":
-        from sgn_ros.data.semantic_kitti import SemanticKittiDataset
-
-        return SemanticKittiDataset(root, cfg, split, **kwargs)
-    if cfg.data.dataset == "kitti360":
-        from sgn_ros.data.kitti360 import Kitti360Dataset
-
-        return Kitti360Dataset(root, cfg, split, **kwargs)
-    raise ValueError(f"data.dataset: unknown dataset {cfg.data.dataset!r}; expected semantickitti or kitti360")

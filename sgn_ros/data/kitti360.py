@@ -64,9 +64,6 @@ class Kitti360Dataset(SSCDataset):
     def default_preprocess_root(self) -> Path:
         return self.root / "preprocess"
 
-    def sequence_name(self, number: int) -> str:
-        return f"2013_05_28_drive_{int(number):04d}_sync"
-
     def sequence_dir(self, seq: str) -> Path:
         return self.root / "data_2d_raw" / seq
 

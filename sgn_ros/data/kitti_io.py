@@ -25,13 +25,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class DataFormatError(DataError):
-    """A data file exists but its content is not what the format requires."""
-
-    def __init__(self, message: str, path: PathLike | None = None) -> None:
-        if path is None:  # messages start with the file name: "<path>: ..." or "<path>:<line>: ..."
-            head = message.split(": ", 1)[0]
-            path = head.rsplit(":", 1)[0] if head.rsplit(":", 1)[-1].isdigit() else head
-        super().__init__(message, path)
+    """A data file exists but its content is not what the format requires (`path`, `problem`)."""
 
 
 def _require(path: PathLike) -> Path:
@@ -45,7 +39,7 @@ def _check_finite(p: Path, values: np.ndarray, what: str) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
         row = int(np.argwhere(bad)[0][0]) + 1
-        raise DataFormatError(f"{p}: non-finite value (NaN or inf) in {what} {row}")
+        raise DataFormatError(p, f"non-finite value (NaN or inf) in {what} {row}")
 
 
 def _loadtxt(p: Path, what: str) -> np.ndarray:
@@ -53,7 +47,7 @@ def _loadtxt(p: Path, what: str) -> np.ndarray:
     try:
         return np.loadtxt(p, dtype=np.float64, ndmin=2)
     except ValueError as e:
-        raise DataFormatError(f"{p}: not a table of numbers ({what}): {e}") from None
+        raise DataFormatError(p, f"not a table of numbers ({what}): {e}") from None
 
 
 # --------------------------------------------------------------------------- calibration
@@ -70,20 +64,20 @@ def read_calib(path: PathLike) -> dict[str, np.ndarray]:
         if not line.strip():
             continue
         if ":" not in line:
-            raise DataFormatError(f"{p}:{n}: expected 'KEY: 12 numbers', got {line[:60]!r}")
+            raise DataFormatError(p, f"line {n}: expected 'KEY: 12 numbers', got {line[:60]!r}")
         key, values = line.split(":", 1)
         try:
             nums = np.array([float(v) for v in values.split()], dtype=np.float64)
         except ValueError:
-            raise DataFormatError(f"{p}:{n}: non-numeric value in {key!r}") from None
+            raise DataFormatError(p, f"line {n}: non-numeric value in {key!r}") from None
         if nums.size != 12:
-            raise DataFormatError(f"{p}:{n}: {key!r} needs 12 numbers, got {nums.size}")
+            raise DataFormatError(p, f"line {n}: {key!r} needs 12 numbers, got {nums.size}")
         if not np.isfinite(nums).all():
-            raise DataFormatError(f"{p}:{n}: non-finite value (NaN or inf) in {key.strip()!r}")
+            raise DataFormatError(p, f"line {n}: non-finite value (NaN or inf) in {key.strip()!r}")
         out[key.strip()] = nums.reshape(3, 4)
     missing = [k for k in ("P2", "Tr") if k not in out]
     if missing:
-        raise DataFormatError(f"{p}: missing calibration key(s) {missing}; found {sorted(out)}")
+        raise DataFormatError(p, f"missing calibration key(s) {missing}; found {sorted(out)}")
     tr = np.eye(4)
     tr[:3, :] = out["Tr"]
     out["Tr"] = tr
@@ -107,7 +101,7 @@ def read_poses(path: PathLike) -> np.ndarray:
     p = _require(path)
     rows = _loadtxt(p, "poses")
     if rows.shape[1] != 12:
-        raise DataFormatError(f"{p}: each pose line needs 12 numbers, got {rows.shape[1]}")
+        raise DataFormatError(p, f"each pose line needs 12 numbers, got {rows.shape[1]}")
     _check_finite(p, rows, "pose line")
     poses = np.tile(np.eye(4), (rows.shape[0], 1, 1))
     poses[:, :3, :] = rows.reshape(-1, 3, 4)
@@ -125,10 +119,10 @@ def read_indexed_poses(path: PathLike) -> dict[int, np.ndarray]:
     if rows.size == 0:
         return {}
     if rows.shape[1] != 13:
-        raise DataFormatError(f"{p}: each pose line needs a frame index and 12 numbers, got {rows.shape[1]} values")
+        raise DataFormatError(p, f"each pose line needs a frame index and 12 numbers, got {rows.shape[1]} values")
     _check_finite(p, rows, "pose line")
     if (rows[:, 0] != np.round(rows[:, 0])).any() or (rows[:, 0] < 0).any():
-        raise DataFormatError(f"{p}: the first column must hold frame indices (integers >= 0)")
+        raise DataFormatError(p, "the first column must hold frame indices (integers >= 0)")
     out = {}
     for row in rows:
         pose = np.eye(4)
@@ -174,7 +168,7 @@ def _read_exact(p: Path, dtype: np.dtype, count: int) -> np.ndarray:
     expected = count * np.dtype(dtype).itemsize
     actual = p.stat().st_size
     if actual != expected:
-        raise DataFormatError(f"{p}: expected {expected} bytes ({count} x {np.dtype(dtype).name}), got {actual}")
+        raise DataFormatError(p, f"expected {expected} bytes ({count} x {np.dtype(dtype).name}), got {actual}")
     return np.fromfile(p, dtype=dtype)
 
 
@@ -232,7 +226,7 @@ def read_image(path: PathLike) -> np.ndarray:
             im.load()
             return np.asarray(im.convert("RGB"))
     except (OSError, SyntaxError, ValueError) as e:
-        raise DataFormatError(f"{p}: unreadable image ({e})") from None
+        raise DataFormatError(p, f"unreadable image ({e})") from None
 
 
 def check_image(path: PathLike, min_size: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -246,14 +240,14 @@ def check_image(path: PathLike, min_size: tuple[int, int] | None = None) -> tupl
             w, h = im.size
             fmt = im.format
     except (OSError, SyntaxError, ValueError) as e:
-        raise DataFormatError(f"{p}: unreadable image ({e})") from None
+        raise DataFormatError(p, f"unreadable image ({e})") from None
     if fmt == "PNG":
         with open(p, "rb") as f:
             f.seek(max(0, p.stat().st_size - len(PNG_END)))
             if f.read() != PNG_END:
-                raise DataFormatError(f"{p}: truncated PNG (no IEND chunk at the end of its {p.stat().st_size} bytes)")
+                raise DataFormatError(p, f"truncated PNG (no IEND chunk at the end of its {p.stat().st_size} bytes)")
     if min_size is not None and (h < min_size[0] or w < min_size[1]):
-        raise DataFormatError(f"{p}: image is {h}x{w}, smaller than {min_size[0]}x{min_size[1]}")
+        raise DataFormatError(p, f"image is {h}x{w}, smaller than {min_size[0]}x{min_size[1]}")
     return h, w
 
 
@@ -270,9 +264,9 @@ def npy_header(path: PathLike) -> tuple[tuple[int, ...], np.dtype, int]:
                 shape, _, dtype = np.lib.format.read_array_header_2_0(f)
             offset = f.tell()
     except (OSError, ValueError, EOFError) as e:
-        raise DataFormatError(f"{p}: not a .npy file ({e})") from None
+        raise DataFormatError(p, f"not a .npy file ({e})") from None
     if dtype.hasobject:
-        raise DataFormatError(f"{p}: .npy holds Python objects (dtype {dtype}); expected numbers")
+        raise DataFormatError(p, f".npy holds Python objects (dtype {dtype}); expected numbers")
     return tuple(shape), dtype, offset + int(np.prod(shape)) * dtype.itemsize
 
 
@@ -282,9 +276,9 @@ def check_npy(path: PathLike, size: int | None = None) -> tuple[int, ...]:
     shape, dtype, expected = npy_header(p)
     actual = p.stat().st_size
     if actual != expected:
-        raise DataFormatError(f"{p}: truncated .npy: {shape} {dtype.name} needs {expected} bytes, got {actual}")
+        raise DataFormatError(p, f"truncated .npy: {shape} {dtype.name} needs {expected} bytes, got {actual}")
     if size is not None and int(np.prod(shape)) != size:
-        raise DataFormatError(f"{p}: expected {size} values, got shape {shape}")
+        raise DataFormatError(p, f"expected {size} values, got shape {shape}")
     return shape
 
 
@@ -295,7 +289,7 @@ def read_npy(path: PathLike, size: int | None = None) -> np.ndarray:
     try:
         return np.load(p, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        raise DataFormatError(f"{p}: unreadable .npy ({e})") from None
+        raise DataFormatError(p, f"unreadable .npy ({e})") from None
 
 
 def read_label_npy(path: PathLike, dims: tuple[int, int, int]) -> np.ndarray:
@@ -309,12 +303,12 @@ def read_label_npy(path: PathLike, dims: tuple[int, int, int]) -> np.ndarray:
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(arr) | (arr != np.round(arr))
         if bad.any():
-            raise DataFormatError(f"{path}: label values must be whole numbers, found {arr[bad].flat[0]!r}")
+            raise DataFormatError(path, f"label values must be whole numbers, found {arr[bad].flat[0]!r}")
     elif arr.dtype.kind not in "iu":
-        raise DataFormatError(f"{path}: labels must be numbers, got dtype {arr.dtype}")
+        raise DataFormatError(path, f"labels must be numbers, got dtype {arr.dtype}")
     out = arr.reshape(dims).astype(np.int64)
     if out.size and (out.min() < 0 or out.max() > 255):
-        raise DataFormatError(f"{path}: label values must lie in 0..255, got {out.min()}..{out.max()}")
+        raise DataFormatError(path, f"label values must lie in 0..255, got {out.min()}..{out.max()}")
     return out
 
 
@@ -334,5 +328,5 @@ def check_points(path: PathLike) -> int:
     p = _require(path)
     size = p.stat().st_size
     if size % 16:
-        raise DataFormatError(f"{p}: size {size} bytes is not a multiple of 16 (N x 4 float32)")
+        raise DataFormatError(p, f"size {size} bytes is not a multiple of 16 (N x 4 float32)")
     return size // 16

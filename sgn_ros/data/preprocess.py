@@ -22,7 +22,7 @@ from sgn_ros.data import kitti_io
 from sgn_ros.data.labels_preprocess import preprocess_frame
 from sgn_ros.data.semantic_kitti import camera2_to_lidar
 from sgn_ros.fileio import atomic_path
-from sgn_ros.grid import DEFAULT_GRID
+from sgn_ros.grid import DEFAULT_GRID, VoxelGrid
 from sgn_ros.labels import load_label_set
 
 #: the reference keeps pseudo-LiDAR points with x >= 0 and z below this height (metres)
@@ -71,9 +71,9 @@ def _atomic_tofile(path: Path, array: np.ndarray) -> None:
 
 
 # --------------------------------------------------------------------------- labels
-def _label_job(job: tuple[str, str, str], labels: str) -> int:
+def _label_job(job: tuple[str, str, str], labels: str, grid: VoxelGrid) -> int:
     voxel_dir, frame, out_dir = job
-    preprocess_frame(voxel_dir, frame, out_dir, load_label_set(labels), DEFAULT_GRID)
+    preprocess_frame(voxel_dir, frame, out_dir, load_label_set(labels), grid)
     return 1
 
 
@@ -84,8 +84,12 @@ def preprocess_labels(
     labels_tag: str = "labels",
     label_config: str = "semantickitti",
     workers: int = 0,
+    grid: VoxelGrid = DEFAULT_GRID,
 ) -> int:
-    """Write the full- and half-scale labels of every voxels/*.label; returns the frame count."""
+    """Write the full- and half-scale labels of every voxels/*.label; returns the frame count.
+
+    `grid`: the config's voxel grid (cfg.grid), which the voxel files and the training use.
+    """
     out_root = Path(out_root) if out_root is not None else Path(root) / "dataset"
     base = sequences_root(Path(root))
     jobs = []
@@ -95,7 +99,7 @@ def preprocess_labels(
             jobs.append((str(vdir), lab.stem, str(out_root / labels_tag / seq)))
     if not jobs:
         raise FileNotFoundError(f"no voxels/*.label files under {base}")
-    return sum(run_jobs(functools.partial(_label_job, labels=label_config), jobs, workers, "labels"))
+    return sum(run_jobs(functools.partial(_label_job, labels=label_config, grid=grid), jobs, workers, "labels"))
 
 
 # --------------------------------------------------------------------------- depth -> pseudo-LiDAR
@@ -260,6 +264,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="preprocess root (default ROOT/dataset): writes <tag>/SS/*.npy")
     p.add_argument("--labels-tag", default="labels", help="output folder name (cfg data.labels_tag)")
     p.add_argument("--labels", default="semantickitti", help="label set: semantickitti or a yaml")
+    p.add_argument("--config", default="sgn-s", help="variant or config yaml whose voxel grid (grid.dims) to use")
 
     p = sub.add_parser("depth-to-lidar", help="pseudo-LiDAR .bin files from depth maps")
     common(p)
@@ -286,7 +291,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     root = Path(args.root)
     if args.step == "labels":
-        n = preprocess_labels(root, args.sequences, args.out, args.labels_tag, args.labels, args.workers)
+        from sgn_ros.config import load_config
+
+        grid = load_config(args.config).grid
+        n = preprocess_labels(root, args.sequences, args.out, args.labels_tag, args.labels, args.workers, grid=grid)
     elif args.step == "depth-to-lidar":
         n = preprocess_depth_to_lidar(root, args.tag, args.depth_dir, args.sequences, args.workers, args.max_height)
     elif args.step == "stereo-depth":
