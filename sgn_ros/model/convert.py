@@ -11,7 +11,7 @@ import hashlib
 import logging
 from pathlib import Path
 
-from sgn_ros.config import DATASETS, VARIANTS, load_config
+from sgn_ros.config import DATASETS, VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -65,22 +65,15 @@ def convert(
     sparse_layout: str = "RSKC",
 ) -> Path:
     """Convert `input_path` (reference format) to `output_path` (sgn_ros format); returns the output path."""
-    from sgn_ros.model import build_model
-    from sgn_ros.model.checkpoint import (
-        checkpoint_kind,
-        infer_reference_variant,
-        load_model_weights,
-        read_checkpoint,
-        save_checkpoint,
-    )
+    from sgn_ros.errors import CheckpointError
+    from sgn_ros.model.checkpoint import checkpoint_kind, load_model, read_checkpoint, save_checkpoint
 
     ckpt = read_checkpoint(input_path, allow_unsafe=allow_unsafe)
-    if checkpoint_kind(ckpt) != "reference":
-        raise ValueError(f"{input_path}: already an sgn_ros checkpoint; nothing to convert")
-    guess_v, guess_d = infer_reference_variant(ckpt.get("state_dict", ckpt))
-    cfg = load_config(variant or guess_v, dataset=dataset or guess_d)
-    model = build_model(cfg)
-    load_model_weights(model, ckpt, legacy_sparse_layout=sparse_layout)
+    if checkpoint_kind(ckpt, input_path) != "reference":
+        raise CheckpointError(input_path, "already an sgn_ros checkpoint; nothing to convert")
+    # the one loader (variant / dataset inferred from shapes unless given; strict weight check)
+    loaded = load_model(ckpt, variant=variant, dataset=dataset, legacy_sparse_layout=sparse_layout, where=input_path)
+    model, cfg = loaded.model, loaded.cfg
     meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
     provenance = {
         "source": str(input_path),

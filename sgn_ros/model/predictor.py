@@ -147,8 +147,6 @@ class SSCPredictor:
             raise ValueError(f"stereo_method: expected one of {STEREO_METHODS}, got {stereo_method!r}")
         if compile_dense is not None and compile_dense not in COMPILE_MODES:
             raise ValueError(f"compile_dense: expected None or one of {COMPILE_MODES}, got {compile_dense!r}")
-        self.grid = self.cfg.grid
-        model = build_model(self.cfg)
         #: where the weights came from: a path, "bundled:<file>" or "untrained"
         self.weights_source = "untrained"
         if checkpoint is None:
@@ -159,14 +157,20 @@ class SSCPredictor:
                 checkpoint = bundled
                 self.weights_source = f"bundled:{bundled.name} ({SYNTHETIC_ONLY_NOTE})"
         if checkpoint is not None:
-            from sgn_ros.model.checkpoint import load_model_weights
+            # The one loader: our files define the network by their stored config (which then
+            # replaces self.cfg); a variant / grid / dataset contradicting the file is an error.
+            from sgn_ros.model.checkpoint import load_model
 
             path = os.fspath(checkpoint)
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"checkpoint: file not found: {path}")
-            load_model_weights(model, path)
+            loaded = load_model(path, expect=self.cfg)
+            self.cfg, model = loaded.cfg, loaded.model
             if self.weights_source == "untrained":
                 self.weights_source = path
+        else:
+            model = build_model(self.cfg)
+        self.grid = self.cfg.grid
         self.model = model.to(self.device).eval()
         if self.fp16:
             from sgn_ros.model.spconv_compat import sparse_convs_to
