@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import struct
 import sys
 import tempfile
 import time
@@ -106,13 +107,22 @@ class Replay:
         self.timed: list[dict[str, str]] = []  # reports holding stage times (each covers recent frames only)
         for key, (typ, topic) in {"points": (PointCloud2, "ssc/points"), "markers": (MarkerArray, "ssc/markers"),
                                   "grid": (SemanticVoxelGrid, "ssc/grid")}.items():
-            self.node.create_subscription(typ, topic, lambda m, k=key: self._arrived(k, m), qos)
+            # raw: the arrival time is not the time this process takes to build Python objects
+            # (a MarkerArray of 100k cubes takes seconds to deserialize)
+            self.node.create_subscription(typ, topic, lambda m, k=key: self._arrived(k, m), qos, raw=True)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diag, 10)
 
-    def _arrived(self, key: str, msg) -> None:
-        h = msg.markers[0].header if key == "markers" and msg.markers else getattr(msg, "header", None)
-        if h is not None:
-            self.arrivals[key].setdefault(h.stamp.sec * 1_000_000_000 + h.stamp.nanosec, time.monotonic())
+    def _arrived(self, key: str, raw: bytes) -> None:
+        """The stamp read from the CDR bytes: after the 4-byte encapsulation header comes
+        header.stamp (sec int32, nanosec uint32); a MarkerArray first has its marker count."""
+        now = time.monotonic()
+        off = 4
+        if key == "markers":
+            if len(raw) < 16 or struct.unpack_from("<I", raw, 4)[0] == 0:
+                return
+            off = 8
+        sec, nanosec = struct.unpack_from("<iI", raw, off)
+        self.arrivals[key].setdefault(sec * 1_000_000_000 + nanosec, now)
 
     def _diag(self, msg) -> None:
         for status in msg.status:
