@@ -368,7 +368,11 @@ def main() -> int:
     print("|---|---:|---:|---:|")
     for row in stage_rows(timed):
         print("| " + " | ".join(row) + " |")
-    print(f"\nnetwork + depth time: {net + depth:.0f} ms ({how})")
+    inside = _f(timed, "latency_ms_mean")
+    if np.isfinite(inside):
+        print(f"\nin the node, frame complete -> published (latency_ms_mean): {inside:.0f} ms; outside it "
+              f"(transport both ways, this process): {_pct(lat, 50) - inside:.0f} ms")
+    print(f"network + depth time: {net + depth:.0f} ms ({how})")
     print(f"node overhead p50: {overhead:.0f} ms, output rate: {rate:.2f} Hz")
     tmp.cleanup()
     return 0
