@@ -8,7 +8,8 @@
 # /diagnostics key-values (the pipeline's `stage.<name>.p50_ms` when the node publishes them, else
 # the node's `<part>_ms_mean`), and drops. The last line reads
 #     node overhead p50: N ms, output rate: R Hz
-# where overhead = end-to-end latency p50 minus the network and depth stage times: what the node
+# where overhead = end-to-end latency minus the network and depth stage times (per frame from the
+# first /diagnostics report after its outputs, then the median over frames): what the node
 # itself (transport, decoding, encoding, publishing, waiting) adds around the work it must do.
 # A warm-up frame (not counted) is answered first, so start-up and first-call costs are excluded.
 # Run: source scripts/ros_env.sh && python bench/node_rate.py [--config tiny|full] [--frames 20]
@@ -105,6 +106,7 @@ class Replay:
         self.arrivals: dict[str, dict[int, float]] = {k: {} for k in OUTPUTS}
         self.diagnostics: dict[str, str] = {}  # the last report
         self.timed: list[dict[str, str]] = []  # reports holding stage times (each covers recent frames only)
+        self.timed_at: list[float] = []  # when each of them arrived
         for key, (typ, topic) in {"points": (PointCloud2, "ssc/points"), "markers": (MarkerArray, "ssc/markers"),
                                   "grid": (SemanticVoxelGrid, "ssc/grid")}.items():
             # raw: the arrival time is not the time this process takes to build Python objects
@@ -131,6 +133,7 @@ class Replay:
                 if any(k.endswith("ms") or k.endswith("_ms_mean") for k, v in self.diagnostics.items()
                        if v not in ("nan", "")):
                     self.timed.append(self.diagnostics)
+                    self.timed_at.append(time.monotonic())
 
     def done(self, stamp: int) -> float | None:
         """When the last of the three outputs of `stamp` arrived (None: not all yet)."""
@@ -327,6 +330,7 @@ def main() -> int:
         replay.spin_until(lambda: bool(replay.diagnostics), 5.0, proc)
         before = dict(replay.diagnostics)  # counters after the warm-up: the replay's are the difference
         replay.timed.clear()
+        replay.timed_at.clear()
         period = 1.0 / args.rate
         t0 = time.monotonic()
         for i in range(args.frames):
@@ -352,7 +356,15 @@ def main() -> int:
     diag = replay.diagnostics
     timed = merged_times(replay.timed) if replay.timed else diag
     net, depth, how = work_ms(timed, args.depth_source)
-    overhead = _pct(lat, 50) - net - depth
+    # per frame: the first report after its outputs arrived (at rates below ~0.2 Hz its window
+    # holds that frame alone, so the stage times are that frame's); overhead p50 over frames
+    per_frame = []
+    for s_, t_done in answered.items():
+        after = [r for r, t in zip(replay.timed, replay.timed_at) if t > t_done]
+        if after:
+            n_, d_, _ = work_ms(after[0], args.depth_source)
+            per_frame.append(1000.0 * (t_done - sent[s_]) - n_ - d_)
+    overhead = _pct(per_frame, 50) if per_frame else _pct(lat, 50) - net - depth
 
     print(f"# sgn_node at {args.rate:g} Hz: config {args.config} ({hw[1]} x {hw[0]} images, grid {grid.dims}), "
           f"device {args.device}, depth_source {args.depth_source}"
