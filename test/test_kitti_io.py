@@ -41,7 +41,7 @@ def test_calib_errors_name_file_and_key(tmp_path) -> None:
     with pytest.raises(DataFormatError, match=r"calib\.txt: line 1: 'P2' needs 12 numbers, got 3"):
         kitti_io.read_calib(path)
     path.write_text("no colon here\n")
-    with pytest.raises(DataFormatError, match=r"calib\.txt:1"):
+    with pytest.raises(DataFormatError, match=r"calib\.txt: line 1"):
         kitti_io.read_calib(path)
     with pytest.raises(FileNotFoundError, match=r"missing dataset file: .*nothere\.txt"):
         kitti_io.read_calib(tmp_path / "nothere.txt")
@@ -180,7 +180,7 @@ def test_broken_files_are_named(tmp_path) -> None:
     calib["P2"] = calib["P2"].copy()
     calib["P2"][1, 1] = np.nan
     kitti_io.write_calib(tmp_path / "calib.txt", calib)
-    with pytest.raises(DataFormatError, match=r"calib\.txt:3: non-finite value \(NaN or inf\) in 'P2'") as e:
+    with pytest.raises(DataFormatError, match=r"calib\.txt: line 3: non-finite value \(NaN or inf\) in 'P2'") as e:
         kitti_io.read_calib(tmp_path / "calib.txt")
     assert Path(e.value.path) == tmp_path / "calib.txt"
 

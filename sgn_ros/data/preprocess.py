@@ -246,7 +246,7 @@ def preprocess_msnet_depth(
         if left.shape != right.shape:
             raise ValueError(f"{left_path} {left.shape} and {right_path} {right.shape} differ in size")
         depth = stereo.depth(left, right, focal, REFERENCE_BASELINE_M).cpu().numpy()
-        _atomic_tofile(Path(out_path), depth.astype(np.float32), npy=True)
+        kitti_io.write_npy(out_path, depth.astype(np.float32))
     return len(jobs)
 
 
