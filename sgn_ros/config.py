@@ -47,7 +47,7 @@ class DataConfig:
     num_classes: int = 20
     label_config: str = "labels/semantic-kitti.yaml"  # relative to the config directory
     image_size: tuple[int, int] = (370, 1220)  # (H, W) after cropping, pixels
-    temporal: tuple[int, ...] = ()  # relative indices of earlier frames (SGN-T: -12 -9 -6 -3)
+    temporal: tuple[int, ...] = ()  # relative indices of earlier frames (SGN-T, SGN-L: -12 -9 -6 -3)
     depth_model: str = "msnet3d"  # folder tag of pseudo-LiDAR: sequences_<tag>_lidar
     labels_tag: str = "labels"  # folder of preprocessed labels under dataset/
     image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -79,6 +79,7 @@ class TrainConfig:
     checkpoint_interval_iters: int = 0  # 0: only at epoch ends
     seed: int = 0
     pretrained_backbone: str | None = None  # torchvision ResNet .pth file
+    load_from: str | None = None  # fine-tune: initial weights from a (model-only or training) checkpoint
     max_iters_per_epoch: int = 0  # 0: the whole split (smoke tests use a few)
     log_interval: int = 50  # iterations between logged (rank-averaged) loss means, as mmcv's log_config
 

@@ -124,8 +124,6 @@ class SSCPredictor:
         if fp16 and self.device.type != "cuda":
             raise ValueError(f"fp16: float16 inference needs a CUDA device, got device {self.device}")
         self.fp16 = bool(fp16)
-        self.grid = self.cfg.grid
-        model = build_model(self.cfg)
         #: where the weights came from: a path, "bundled:<file>" or "untrained"
         self.weights_source = "untrained"
         if checkpoint is None:
@@ -136,14 +134,20 @@ class SSCPredictor:
                 checkpoint = bundled
                 self.weights_source = f"bundled:{bundled.name} ({SYNTHETIC_ONLY_NOTE})"
         if checkpoint is not None:
-            from sgn_ros.model.checkpoint import load_model_weights
+            # The one loader: our files define the network by their stored config (which then
+            # replaces self.cfg); a variant / grid / dataset contradicting the file is an error.
+            from sgn_ros.model.checkpoint import load_model
 
             path = os.fspath(checkpoint)
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"checkpoint: file not found: {path}")
-            load_model_weights(model, path)
+            loaded = load_model(path, expect=self.cfg)
+            self.cfg, model = loaded.cfg, loaded.model
             if self.weights_source == "untrained":
                 self.weights_source = path
+        else:
+            model = build_model(self.cfg)
+        self.grid = self.cfg.grid
         self.model = model.to(self.device).eval()
         #: FLoSP tables per camera geometry (see `tables`): host-side state of the predictor, not the model
         self._tables: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
