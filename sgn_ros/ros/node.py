@@ -1,24 +1,18 @@
-# sgn_node: the ROS 2 face of SGN. A thin node: it keeps parameters, subscriptions, publishers,
-# TF and /diagnostics; everything else lives in pure layers below it:
-#   messages -> FrameAssembler (assembler.py: stamp matching, time resets, temporal history,
-#   per-input counters) -> decode (decoders.py / compressed.py, camera pose from TF) ->
-#   SSCPredictor (fitting, depth -> points, cropping, projection) -> SSCPrediction ->
-#   encoders.py -> publishers.
+# sgn_node: the ROS 2 face of SGN. A thin node: it keeps parameters, publishers and /diagnostics;
+# everything else lives in layers below it:
+#   inputs.py (InputSubscriptions: QoS matched to the publishers, silent-input warnings) ->
+#   assembler.py (FrameAssembler: stamp matching, time resets, temporal history, per-input
+#   counters) -> decode (decoders.py / compressed.py; grid_frames.py: sensor poses from TF or the
+#   fallback parameters) -> SSCPredictor (fitting, depth -> points, cropping, projection) ->
+#   SSCPrediction -> encoders.py -> publishers.
 # The per-frame work is three plain methods, `decode(item)`, `infer(decoded)` and
 # `publish(prediction, frame)`, so that a staged pipeline (sgn_ros/ros/pipeline.py) can run them on
 # its own threads; today one worker thread runs them in turn on the NEWEST complete frame (older
 # frames are dropped and counted; callbacks never block).
 #
-# Frames: the camera's pose in the grid frame comes from TF (grid_frame <- the image's frame_id);
-# `camera_pose_source` says whether the parameter camera_to_grid may stand in (auto: only when TF
-# has no such frames; parameter: always; tf: never) and the node logs which one it uses. The grid
-# frame is put into the TF tree (/tf_static): under `grid_parent_frame` at `grid_pose` when set,
-# else, when the parameter is used, under the camera's frame. Temporal variants take the grid
-# frame's pose from nav_msgs/Odometry (odom_topic) or from TF (odom_frame <- grid_frame).
-#
 # Two node classes: `SGNNode` (plain: configures and activates itself) and `SGNLifecycleNode`
-# (rclpy.lifecycle, as yolo_ros: configure loads the model and warms it up, activate subscribes).
-# Works with rclpy of Humble / Jazzy / Kilted (the lifecycle node needs rclpy.lifecycle: Humble+).
+# (rclpy.lifecycle: configure loads the model and warms it up, activate subscribes).
+# Works with rclpy of Humble / Jazzy / Kilted.
 """The `sgn_node` ROS 2 node (`SGNNode`, `SGNLifecycleNode`) and its `main()`."""
 
 from __future__ import annotations
@@ -41,21 +35,16 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from sgn_ros.geometry import (
-    apply_transform,
-    camera_translation_from_P,
-    invert_transform,
-    make_transform,
-    xyz_rpy_to_matrix,
-)
+from sgn_ros.geometry import apply_transform, invert_transform, xyz_rpy_to_matrix
 from sgn_ros.ros import decoders as dec
 from sgn_ros.ros import encoders as enc
 from sgn_ros.ros.assembler import AssembledFrame, FrameAssembler, Neighbour
-from sgn_ros.ros.qos import did_you_mean, make_qos, subscription_qos_for
+from sgn_ros.ros.grid_frames import POSE_SOURCES, FrameSkipped, GridFrames, reference_projection
+from sgn_ros.ros.inputs import InputSubscriptions
+from sgn_ros.ros.qos import make_qos
 
 DEPTH_SOURCES = ("stereo", "depth_image", "points")
 INPUT_MODES = ("crop", "resize")
-POSE_SOURCES = ("auto", "tf", "parameter")
 INPUT_RELIABILITIES = ("auto", "reliable", "best_effort")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 
@@ -149,15 +138,6 @@ PARAMETERS: dict[str, ParamSpec] = {
 }
 
 
-class FrameSkipped(Exception):
-    """A frame the node cannot process for a reason that is not bad input (a missing transform):
-    counted under `frames_<kind>` and logged (throttled)."""
-
-    def __init__(self, kind: str, text: str) -> None:
-        super().__init__(text)
-        self.kind = kind
-
-
 @dataclass(frozen=True)
 class DecodedFrame:
     """Everything `infer` needs, as arrays: images / K / grid -> camera projection per network
@@ -182,16 +162,6 @@ class _Timing:
     decode: float  # messages -> arrays (incl. stereo matching / back-projection)
     inference: float  # SSCPredictor.predict
     publish: float  # arrays -> messages -> publish
-
-
-def _type_name(cls: type) -> str:
-    """ROS type string of a message class (sensor_msgs/msg/Image)."""
-    return f"{cls.__module__.split('.')[0]}/msg/{cls.__name__}"
-
-
-def _policy(value: Any, choices: tuple[str, ...], fallback: str) -> str:
-    name = str(getattr(value, "name", value)).lower()
-    return name if name in choices else fallback
 
 
 def check_parameters(p: dict[str, Any]) -> None:
@@ -257,7 +227,7 @@ class SGNCore:
         self.predictor = None
         self._active = False
         self._timers: list[Any] = []
-        self._subs: dict[str, tuple[Any, tuple[str, str]]] = {}
+        self._inputs_subs: InputSubscriptions | None = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
@@ -276,7 +246,6 @@ class SGNCore:
         """Load the model (seconds), warm it up, set up TF and the publishers."""
         from sgn_ros.labels import load_label_set
         from sgn_ros.model.predictor import SSCPredictor
-        from sgn_ros.ros.tf_listener import StaticTransformPublisher, TFListener
 
         p = self._p
         self._camera_to_grid = xyz_rpy_to_matrix(p["camera_to_grid"])
@@ -296,17 +265,12 @@ class SGNCore:
             _warning(self.get_logger())(f"no checkpoint given: using the {source}")
         self._temporal = tuple(int(t) for t in self.cfg.data.temporal)
 
-        # ---- TF: lookups, and the grid frame in the tree ----------------------------------------
-        self._tf = TFListener(self, cache_time_s=max(10.0, 2.0 * p["stamp_reset_threshold"]),
-                              extrapolation_tolerance_s=float(p["tf_tolerance"]),
-                              reset_threshold_s=float(p["stamp_reset_threshold"]))
-        self._static_tf = StaticTransformPublisher(self)
-        self._attached: set[str] = set()  # camera frames the grid was attached to (parameter poses)
-        self._pose_source_logged: dict[str, str] = {}
-        if p["grid_parent_frame"]:
-            self._static_tf.send(p["grid_parent_frame"], p["grid_frame"], xyz_rpy_to_matrix(p["grid_pose"]))
-            self.get_logger().info(f"grid frame '{p['grid_frame']}' published in TF under "
-                                   f"'{p['grid_parent_frame']}' at grid_pose {list(p['grid_pose'])}")
+        # ---- TF: sensor poses in the grid frame, and the grid frame in the tree --------------------
+        self._frames = GridFrames(
+            self, p["grid_frame"], p["grid_parent_frame"], xyz_rpy_to_matrix(p["grid_pose"]), p["camera_pose_source"],
+            log=self.get_logger().info, cache_time_s=max(10.0, 2.0 * p["stamp_reset_threshold"]),
+            extrapolation_tolerance_s=float(p["tf_tolerance"]), reset_threshold_s=float(p["stamp_reset_threshold"]),
+        )
 
         # ---- frame assembly -----------------------------------------------------------------------
         self._required = ["info"] + {
@@ -333,7 +297,6 @@ class SGNCore:
         self._window: deque[_Timing] = deque(maxlen=256)
         self._last_error = ""
         self._last_problem: dict[str, float] = {}
-        self._last_arrival: dict[str, float] = {}
         if p["warm_up"]:
             t0 = time.monotonic()
             self._warm_up()
@@ -382,8 +345,11 @@ class SGNCore:
         """Subscribe the inputs (QoS matched to the publishers with input_reliability auto) and
         start the worker and the timers."""
         self._stop = False
-        self._activated_at = time.monotonic()
-        self._refresh_subscriptions()
+        callbacks = {k: (lambda m, k=k: self._on_message(k, m)) for k in self._inputs}
+        callbacks["odom"] = self._on_odom
+        self._inputs_subs = InputSubscriptions(self, self._inputs, callbacks, self._p["input_reliability"],
+                                               self._p["input_depth"], self._warn)
+        self._inputs_subs.refresh()
         self._worker = threading.Thread(target=self._work, name="sgn_inference", daemon=True)
         self._worker.start()
         self._timers = [
@@ -404,9 +370,8 @@ class SGNCore:
         for timer in self._timers:
             self.destroy_timer(timer)
         self._timers = []
-        for sub, _ in self._subs.values():
-            self.destroy_subscription(sub)
-        self._subs = {}
+        if self._inputs_subs is not None:
+            self._inputs_subs.close()
         with self._cond:
             self._stop = True
             self._cond.notify_all()
@@ -418,63 +383,10 @@ class SGNCore:
         """Release the model, TF and the publishers (configure can run again)."""
         if self.predictor is None:
             return
-        self._tf.close()
+        self._frames.close()
         for pub in (self._pub_points, self._pub_markers, self._pub_grid, self._pub_diag):
             self.destroy_publisher(pub)
         self.predictor = None
-
-    # ------------------------------------------------------------------ subscriptions and QoS
-    def _offered(self, topic: str) -> list[tuple[str, str]]:
-        """(reliability, durability) offered by each publisher of `topic`."""
-        return [(_policy(i.qos_profile.reliability, ("reliable", "best_effort"), "best_effort"),
-                 _policy(i.qos_profile.durability, ("volatile", "transient_local"), "volatile"))
-                for i in self.get_publishers_info_by_topic(self._resolve(topic))]
-
-    def _resolve(self, topic: str) -> str:
-        """The fully qualified name of `topic` (namespace and remappings applied)."""
-        return self.resolve_topic_name(topic) if hasattr(self, "resolve_topic_name") else topic
-
-    def _refresh_subscriptions(self) -> None:
-        """Create the inputs' subscriptions; with input_reliability auto, each one as soon as its
-        topic has publishers, with the QoS they all offer (re-made when a new publisher offers
-        less), as `ros2 bag record` does: a reliable subscriber never hears a best-effort camera
-        driver, and a best-effort one loses large frames of a reliable replay under load."""
-        p = self._p
-        for key, (msg_type, topic) in self._inputs.items():
-            if p["input_reliability"] == "auto":
-                offered = self._offered(topic)
-                if not offered:
-                    continue
-                wanted = subscription_qos_for(offered)
-            else:
-                wanted = (p["input_reliability"], "volatile")
-            current = self._subs.get(key)
-            if current is not None and current[1] == wanted:
-                continue
-            if current is not None:
-                self.destroy_subscription(current[0])
-            qos = make_qos(wanted[0], p["input_depth"], wanted[1], what=f"input QoS of {topic}")
-            callback = self._on_odom if key == "odom" else (lambda m, k=key: self._on_message(k, m))
-            sub = self._subscribe(msg_type, topic, callback, qos, key)
-            self._subs[key] = (sub, wanted)
-            self.get_logger().info(f"subscribed {self._resolve(topic)} ({_type_name(msg_type)}) {wanted[0]} {wanted[1]}"
-                                   + (" (matched to its publishers)" if p["input_reliability"] == "auto" else ""))
-
-    def _subscribe(self, msg_type: type, topic: str, callback: Any, qos: Any, key: str) -> Any:
-        """A subscription that reports a QoS mismatch with a publisher by topic and policy."""
-        try:
-            from rclpy.event_handler import SubscriptionEventCallbacks
-        except ImportError:  # Humble
-            from rclpy.qos_event import SubscriptionEventCallbacks
-
-        def incompatible(event: Any) -> None:
-            policy = getattr(getattr(event, "last_policy_kind", None), "name", "?")
-            self._warn(f"{topic}: a publisher's QoS is incompatible with this subscription ({policy}, "
-                       f"{event.total_count} so far): its messages are NOT received; set input_reliability "
-                       f"(now {self._p['input_reliability']}) to auto or match the publisher", f"qos_{key}")
-
-        events = SubscriptionEventCallbacks(incompatible_qos=incompatible)
-        return self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events)
 
     # ------------------------------------------------------------------ callbacks (never block)
     def _warn(self, text: str, kind: str = "input") -> None:
@@ -496,7 +408,6 @@ class SGNCore:
         self._warn(text, key)
 
     def _on_message(self, key: str, msg: Any) -> None:
-        self._last_arrival[key] = time.monotonic()
         try:
             stamp = dec.stamp_to_ns(msg.header.stamp)
         except Exception as e:  # noqa: BLE001 - any broken header is input garbage
@@ -508,7 +419,6 @@ class SGNCore:
                 self._cond.notify()
 
     def _on_odom(self, msg: Odometry) -> None:
-        self._last_arrival["odom"] = time.monotonic()
         try:
             stamp = dec.stamp_to_ns(msg.header.stamp)
             pose = dec.pose_to_matrix(msg.pose.pose)
@@ -516,7 +426,7 @@ class SGNCore:
             grid = self._p["grid_frame"]
             if child and grid and child != grid:  # the odometry of a robot frame: move it to the grid
                 try:
-                    pose = pose @ self._tf.lookup(child, grid)
+                    pose = pose @ self._frames.lookup(child, grid)
                 except ValueError as e:
                     self._warn(f"{self._p['odom_topic']}: odometry of '{child}', not of the grid frame '{grid}', "
                                f"and TF has no {child} <- {grid} ({e}); used as the grid's pose", "odom_child")
@@ -528,7 +438,7 @@ class SGNCore:
 
     def _odom_from_tf(self, stamp_ns: int) -> np.ndarray:
         """Pose of the grid frame in odom_frame at `stamp_ns` (TF); raises TransformError."""
-        return self._tf.lookup(self._p["odom_frame"], self._p["grid_frame"], stamp_ns)
+        return self._frames.lookup(self._p["odom_frame"], self._p["grid_frame"], stamp_ns)
 
     # ------------------------------------------------------------------ worker thread
     def _work(self) -> None:
@@ -572,62 +482,6 @@ class SGNCore:
             ))
 
     # ------------------------------------------------------------------ decode
-    def _to_grid(self, frame_id: str, stamp_ns: int, fallback: np.ndarray, what: str, param: str) -> np.ndarray:
-        """Pose of `frame_id` in the grid frame: TF, or the parameter `param` as camera_pose_source
-        allows; which one is used is logged whenever it changes. Raises FrameSkipped."""
-        from sgn_ros.ros.tf_buffer import NotConnectedError, TransformError, UnknownFrameError
-
-        p = self._p
-        grid, mode = p["grid_frame"], p["camera_pose_source"]
-        source, T, why = "parameter", fallback, "camera_pose_source is parameter"
-        if not grid:
-            why = "grid_frame is empty"
-        elif mode != "parameter":
-            if not frame_id:
-                if mode == "tf":
-                    raise FrameSkipped("no_transform", f"{what}: empty header frame_id, nothing to look up in TF")
-                why = "the message has no frame_id"
-            elif frame_id == grid:
-                source, T = "tf", np.eye(4)
-            elif frame_id in self._attached:
-                why = "TF had no such frames (the grid is attached to the camera by this node)"
-            else:
-                try:
-                    T = self._tf.lookup(grid, frame_id, stamp_ns)
-                    source = "tf"
-                except (UnknownFrameError, NotConnectedError) as e:
-                    if mode == "tf":
-                        raise FrameSkipped("no_transform", f"no transform {grid} <- {frame_id} in TF ({e})") from None
-                    why = f"TF has no transform {grid} <- {frame_id}"
-                except TransformError as e:  # stale / future: the frames exist, the time does not
-                    raise FrameSkipped("no_transform", f"transform {grid} <- {frame_id} not available at "
-                                                       f"{stamp_ns / 1e9:.3f} s ({e})") from None
-        key = f"{what}:{frame_id}"
-        said = f"{source}:{why}" if source == "parameter" else source
-        if self._pose_source_logged.get(key) != said:
-            self._pose_source_logged[key] = said
-            if source == "tf":
-                self.get_logger().info(f"{what} pose: '{frame_id}' in '{grid}' from TF")
-            else:
-                self.get_logger().info(f"{what} pose: parameter {param} ({why})")
-        if source == "parameter" and what == "camera" and grid and frame_id:
-            self._attach_grid(frame_id, T)
-        return T
-
-    def _attach_grid(self, camera_frame: str, camera_to_grid: np.ndarray) -> None:
-        """Put the grid frame into TF under the camera's frame (the parameter pose), once, unless
-        it is already in the tree (grid_parent_frame or another publisher)."""
-        p = self._p
-        if camera_frame in self._attached or p["grid_parent_frame"]:
-            return
-        buf = getattr(self._tf, "buffer", None)
-        if buf is not None and p["grid_frame"] in buf.frames():
-            return
-        self._attached.add(camera_frame)
-        self._static_tf.send(camera_frame, p["grid_frame"], invert_transform(camera_to_grid))
-        self.get_logger().info(f"grid frame '{p['grid_frame']}' published in TF under '{camera_frame}' "
-                               "(parameter camera_to_grid)")
-
     def _decode_one(self, frame: AssembledFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
         """(camera image (H, W, 3) uint8, its K, camera pose in the grid frame, the reference
         projection grid -> camera, grid-frame points) of one frame, cached in the frame.
@@ -644,22 +498,18 @@ class SGNCore:
             raise ValueError(f"{topics['info'][1]}: CameraInfo is {info.width}x{info.height}, "
                              f"image is {rgb.shape[1]}x{rgb.shape[0]}")
         camera_frame = str(image_msg.header.frame_id)
-        cam_to_grid = self._to_grid(camera_frame, frame.stamp_ns, self._camera_to_grid, "camera", "camera_to_grid")
+        cam_to_grid, from_tf = self._frames.to_grid(camera_frame, frame.stamp_ns, self._camera_to_grid, "camera",
+                                                    "camera_to_grid")
         grid_to_cam = invert_transform(cam_to_grid)
-        projection = grid_to_cam
-        if not self._pose_is_parameter(camera_frame):
-            # The released checkpoints were trained with KITTI's P2 intrinsics and Tr, the pose of
-            # camera 0: the image features keep that projection, i.e. without the offset that P
-            # carries (P = K [I | t]); the depth back-projection uses the true pose.
-            t = camera_translation_from_P(np.asarray(info.p, dtype=np.float64), f"{topics['info'][1]}: p") \
-                if np.any(np.asarray(info.p)) else np.zeros(3)
-            projection = make_transform(translation=-t) @ grid_to_cam
+        # image features: the reference's projection (see reference_projection); the depth
+        # back-projection below: the true pose. A parameter pose is used for both, as given.
+        projection = reference_projection(grid_to_cam, info.p) if from_tf else grid_to_cam
         depth = points = None
         source = p["depth_source"]
         if source == "points":
             cloud = msgs["points"]
-            to_grid = self._to_grid(str(cloud.header.frame_id), frame.stamp_ns, self._points_to_grid, "points",
-                                    "points_to_grid")
+            to_grid, _ = self._frames.to_grid(str(cloud.header.frame_id), frame.stamp_ns, self._points_to_grid,
+                                              "points", "points_to_grid")
             points = apply_transform(to_grid, dec.pointcloud2_to_xyz(cloud))
         elif source == "stereo":
             from sgn_ros.data.stereo import StereoParams, disparity_sgbm, disparity_to_depth
@@ -678,9 +528,6 @@ class SGNCore:
         pts = self.predictor.camera_points(cam_to_grid, K, depth=depth, points=points)
         frame.cache["decoded"] = (rgb, K, grid_to_cam, projection, pts)
         return frame.cache["decoded"]
-
-    def _pose_is_parameter(self, camera_frame: str) -> bool:
-        return self._pose_source_logged.get(f"camera:{camera_frame}", "tf") != "tf"
 
     def _image(self, msg: Any, key: str) -> np.ndarray:
         try:
@@ -767,41 +614,23 @@ class SGNCore:
             self._pub_grid.publish(enc.prediction_to_voxel_grid(prediction, options, header))
 
     # ------------------------------------------------------------------ missing inputs
-    def _stale_inputs(self, now: float) -> list[str]:
-        wait = float(self._p["input_timeout"])
-        since = getattr(self, "_activated_at", now)
-        return [k for k in self._inputs if k != "odom" or not self._p["odom_frame"]
-                if now - self._last_arrival.get(k, since) > wait]
+    def _stale_inputs(self) -> list[str]:
+        """Inputs silent for input_timeout (odometry only when it is the only source of poses)."""
+        keys = [k for k in self._inputs if k != "odom" or not self._p["odom_frame"]]
+        return self._inputs_subs.stale(float(self._p["input_timeout"]), keys) if self._inputs_subs else []
 
     def _watch_inputs(self) -> None:
         """Re-match input QoS to new publishers; warn about inputs silent for input_timeout,
         naming the existing topics of the same type (did you mean ...)."""
         if self._p["input_reliability"] == "auto":
-            self._refresh_subscriptions()
-        stale = self._stale_inputs(time.monotonic())
+            self._inputs_subs.refresh()
+        stale = self._stale_inputs()
         if not stale:
             return
-        by_type: dict[str, list[str]] = {}
-        for name, types in self.get_topic_names_and_types():
-            for t in types:
-                by_type.setdefault(t, []).append(name)
-        parts = []
-        for k in stale:
-            msg_type, topic = self._inputs[k]
-            resolved = self._resolve(topic)
-            type_name = _type_name(msg_type)
-            publishers = self.count_publishers(resolved)
-            text = f"{resolved} ({type_name}, {publishers} publisher(s))"
-            guesses = did_you_mean(resolved, by_type.get(type_name, []))
-            if guesses:
-                text += f" - did you mean {' or '.join(guesses)}?"
-            elif by_type.get(type_name):
-                text += f" - topics of that type: {sorted(by_type[type_name])[:5]}"
-            parts.append(text)
         head = f"no messages for {self._p['input_timeout']:.1f} s; waiting for: "
         if "image" not in stale:
             head = "images arrive but frames cannot be completed: " + head
-        self._warn(head + "; ".join(parts), "missing")
+        self._warn(head + self._inputs_subs.describe_missing(stale), "missing")
 
     # ------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
@@ -819,7 +648,7 @@ class SGNCore:
         ms = {k: np.array([getattr(w, k) for w in recent]) * 1000.0
               for k in ("latency", "queued", "decode", "inference", "publish")}
         level, message = DiagnosticStatus.OK, "running"
-        stale = self._stale_inputs(now)
+        stale = self._stale_inputs()
         if stale:
             missing = [self._inputs[k][1] for k in stale]
             level, message = DiagnosticStatus.WARN, f"no recent messages on {missing}"
@@ -849,7 +678,7 @@ class SGNCore:
             "rate_hz": f"{rate:.3f}",
             **{f"{k}_ms_mean": f"{v.mean():.1f}" if v.size else "nan" for k, v in ms.items()},
             "latency_ms_max": f"{ms['latency'].max():.1f}" if recent else "nan",
-            "tf_backend": self._tf.backend,
+            "tf_backend": self._frames.backend,
             "last_error": last_error,
         })
         status = DiagnosticStatus(level=level, name="sgn_node: semantic scene completion", message=message,
