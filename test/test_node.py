@@ -346,6 +346,26 @@ def test_outputs_match_predictor(points_node, tiny) -> None:
     _check_outputs(h, stamp, pred, grid, load_label_set("semantickitti").colors_rgb)
 
 
+def test_parameter_pose_attaches_the_grid_to_the_camera(points_node) -> None:
+    """camera_pose_source auto without a TF tree: camera_to_grid is used (the log says so) and the
+    grid frame is latched on /tf_static under the image's frame, so RViz can place the outputs."""
+    from tf2_msgs.msg import TFMessage
+
+    from sgn_ros.ros.tf_listener import tf_qos, transform_to_matrix
+
+    node, h = points_node
+    statics: list = []
+    sub = h.node.create_subscription(TFMessage, "/tf_static", statics.append, tf_qos(True))
+    try:
+        assert h.spin_until(lambda: any(t.child_frame_id == "sgn_grid" for m in statics for t in m.transforms), 10.0)
+    finally:
+        h.node.destroy_subscription(sub)
+    ts = next(t for m in statics for t in m.transforms if t.child_frame_id == "sgn_grid")
+    assert ts.header.frame_id == "camera"
+    np.testing.assert_allclose(transform_to_matrix(ts.transform), invert_transform(_camera_to_grid()), atol=1e-9)
+    assert "camera pose: parameter camera_to_grid (TF has no transform sgn_grid <- camera)" in node.log()
+
+
 def test_parameters_from_yaml_and_overrides(points_node, tiny) -> None:
     from rcl_interfaces.srv import GetParameters
 
