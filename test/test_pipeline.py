@@ -25,6 +25,16 @@ def _wait_for(cond, timeout: float = WAIT) -> bool:
     return cond()
 
 
+def _feed_one_by_one(pipe: StagedPipeline, items) -> None:
+    """Submit each item once the pipeline is idle again (no drops), then stop it."""
+    try:
+        for i in items:
+            pipe.submit(i)
+            assert _wait_for(pipe.idle)
+    finally:
+        assert pipe.stop() == []
+
+
 def test_mailbox_newest_wins_and_close() -> None:
     box = Mailbox()
     assert box.put(1) is False
@@ -107,12 +117,7 @@ def test_newest_wins_drops_are_counted_and_counters_add_up() -> None:
 def test_skip_forwards_nothing() -> None:
     outputs = []
     pipe = StagedPipeline([("filter", lambda i: SKIP if i % 2 else i), ("sink", outputs.append)]).start()
-    try:
-        for i in range(4):
-            pipe.submit(i)
-            assert _wait_for(pipe.idle)
-    finally:
-        pipe.stop()
+    _feed_one_by_one(pipe, range(4))
     f = pipe.stats()[0]
     assert (f.out, f.skipped) == (2, 2) and outputs == [0, 2]
 
@@ -158,12 +163,7 @@ def test_exceptions_are_counted_reported_and_the_pipeline_keeps_running() -> Non
         raise RuntimeError("reporter fails too")
 
     pipe = StagedPipeline([("infer", picky), ("sink", outputs.append)], on_error=broken_reporter).start()
-    try:
-        for i in range(3):
-            pipe.submit(i)
-            assert _wait_for(pipe.idle)
-    finally:
-        pipe.stop()
+    _feed_one_by_one(pipe, range(3))
     s = pipe.stats()[0]
     assert (s.started, s.out, s.failed) == (3, 2, 1)
     assert s.last_error == "ValueError: bad frame 1"
@@ -189,12 +189,7 @@ def test_node_pipeline_carries_the_frame_to_publish() -> None:
         infer=lambda decoded: decoded + 1,
         publish=lambda prediction, frame: published.append((frame["stamp"], prediction)),
     ).start()
-    try:
-        for stamp in (1, 2, 3):
-            pipe.submit({"stamp": stamp})
-            assert _wait_for(pipe.idle)
-    finally:
-        assert pipe.stop() == []
+    _feed_one_by_one(pipe, [{"stamp": s} for s in (1, 2, 3)])
     assert published == [(1, 11), (3, 31)]
     assert pipe.names == list(NODE_STAGES)
     assert pipe.key_values()["stage.decode.skipped"] == "1"
