@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 # What each output of sgn_node costs, build + serialization, on a full 256 x 256 x 32 prediction:
-# sgn_ros.ros.conversions (rclpy message objects, then serialize_message, as publish() does) versus
-# sgn_ros.ros.wire (the serialized bytes written directly, which publish() sends as they are).
+# the message objects of sgn_ros.ros.encoders.prediction_to_* (then serialize_message, as publish()
+# of an object does: "before") versus the bytes of encoders.encode_outputs / sgn_ros.ros.wire
+# written directly, which publish() sends as they are ("after").
 # Two scenes: the node_overhead bench's random ~5 % occupied grid (~105k voxels), and a synthetic
 # street (sgn_ros.data.synth ground truth: solid ground and buildings) where the markers' free-face
 # filter matters. Last, publish() of wire's bytes through Fast DDS to a subscriber in this process.
 # Times: median / minimum wall time and median CPU time of --repeat runs (this machine is shared:
 # the wall-time medians wander with the load, the CPU times much less).
 # Run: source scripts/ros_env.sh && python bench/encoders.py [--repeat 15] [--no-dds]
-"""Benchmark of the prediction outputs: conversions (message objects) versus wire (CDR bytes)."""
+"""Benchmark of the prediction outputs: message objects versus wire (CDR bytes)."""
 
 from __future__ import annotations
 
@@ -60,14 +61,17 @@ def bench_scene(name: str, labels: np.ndarray, conf: np.ndarray, repeat: int) ->
 
     from sgn_ros.grid import DEFAULT_GRID as grid
     from sgn_ros.labels import load_label_set
-    from sgn_ros.ros import conversions as conv
+    from sgn_ros.model.predictor import SSCPrediction
+    from sgn_ros.ros import encoders as enc
     from sgn_ros.ros import wire
 
     ls = load_label_set("semantickitti")
     header = Header(frame_id="sgn_grid")
     stamp = (header.stamp.sec, header.stamp.nanosec)
     occupied = int(np.count_nonzero((labels != 0) & (labels != 255)))
-    cache = conv.MarkerPointCache(grid)
+    cache = enc.MarkerPointCache(grid)
+    pred = SSCPrediction(labels, conf, grid)
+    opts = enc.OutputOptions(ls.colors_rgb, ls.names)
     rows = []
 
     def row(output, old, new, note=""):
@@ -76,29 +80,26 @@ def bench_scene(name: str, labels: np.ndarray, conf: np.ndarray, repeat: int) ->
         rows.append((name, occupied, output, o, n, size, note))
 
     row("PointCloud2",
-        lambda: serialize_message(conv.labels_to_pointcloud2(labels, grid, ls.colors_rgb, header, conf)),
+        lambda: serialize_message(enc.prediction_to_pointcloud2(pred, opts, header)),
         lambda: wire.pointcloud2_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf))
     row("SemanticVoxelGrid",
-        lambda: serialize_message(conv.labels_to_voxel_grid(labels, grid, ls.names, ls.colors_rgb, header, conf)),
+        lambda: serialize_message(enc.prediction_to_voxel_grid(pred, opts, header)),
         lambda: wire.voxel_grid_bytes(labels, grid, ls.names, ls.colors_rgb, stamp, "sgn_grid", conf))
     row("MarkerArray",
-        lambda: serialize_message(conv.labels_to_marker_array(labels, grid, ls.colors_rgb, header, conf,
-                                                              cache=cache)[0]),
+        lambda: serialize_message(enc.prediction_to_marker_array(pred, opts, header, cache=cache)[0]),
         lambda: wire.marker_array_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf)[0],
-        "today: Point objects cached")
+        "objects: Point objects cached")
 
     def all_three():
-        sel = wire.occupied_voxels(labels, grid, conf)
-        return (wire.pointcloud2_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf, selected=sel)
-                + wire.marker_array_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf, selected=sel)[0]
-                + wire.voxel_grid_bytes(labels, grid, ls.names, ls.colors_rgb, stamp, "sgn_grid", conf))
+        out, _ = enc.encode_outputs(pred, opts, stamp, "sgn_grid")
+        return b"".join(out.values())
 
     def all_three_today():
-        serialize_message(conv.labels_to_pointcloud2(labels, grid, ls.colors_rgb, header, conf))
-        serialize_message(conv.labels_to_marker_array(labels, grid, ls.colors_rgb, header, conf, cache=cache)[0])
-        return serialize_message(conv.labels_to_voxel_grid(labels, grid, ls.names, ls.colors_rgb, header, conf))
+        serialize_message(enc.prediction_to_pointcloud2(pred, opts, header))
+        serialize_message(enc.prediction_to_marker_array(pred, opts, header, cache=cache)[0])
+        return serialize_message(enc.prediction_to_voxel_grid(pred, opts, header))
 
-    row("all three", all_three_today, all_three, "wire: one shared voxel selection")
+    row("all three", all_three_today, all_three, "encode_outputs: one shared voxel selection")
     surface = len(wire.occupied_voxels(labels, grid, conf, surface_only=True)[0])
     row("MarkerArray, surface_only", None,
         lambda: wire.marker_array_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf, surface_only=True)[0],
@@ -171,7 +172,8 @@ def main() -> int:
     rows = bench_scene("random 5 %", *random_scene(DEFAULT_GRID, ls.num_classes), args.repeat)
     if not args.no_street:
         rows += bench_scene("synthetic street", *street_scene(DEFAULT_GRID, ls), args.repeat)
-    print("| scene | occupied | output | conversions + serialize_message | wire | speed-up (CPU) | MiB | note |")
+    print("| scene | occupied | output | before: prediction_to_* + serialize_message | after: wire bytes "
+          "| speed-up (CPU) | MiB | note |")
     print("|---|---:|---|---:|---:|---:|---:|---|")
     for scene, occ, output, old, new, size, note in rows:
         o = " / ".join(f"{v:.1f}" for v in old) if old is not None else "-"

@@ -232,3 +232,10 @@ def test_projection_tables_once_per_camera_geometry_in_float64(predictor, inputs
     assert r.images.shape[-2:] == NET_HW and not torch.equal(r.intrinsics, a.intrinsics)
     with pytest.raises(ValueError, match="mode"):
         predictor.prepare_batch(img, K, T, depth=depth, mode="stretch")
+
+
+def test_warmup_runs_one_dummy_frame_and_options_are_checked(predictor):
+    seconds = predictor.warmup()
+    assert seconds > 0
+    with pytest.raises(ValueError, match="compile_dense"):
+        SSCPredictor(_tiny_cfg(), device="cpu", compile_dense="max-speed")

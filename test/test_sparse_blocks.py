@@ -227,3 +227,19 @@ def test_importing_spconv_compat_patches_nothing():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
+
+
+def test_sparse_convs_to_half_casts_only_sparse_weights():
+    """The predictor's fp16 mode casts the sparse conv weights once (spconv's half kernels need
+    half weights AND features); BatchNorm and everything dense keep float32."""
+    from sgn_ros.model.sparse_blocks import make_res_blocks
+    from sgn_ros.model.spconv_compat import sparse_convs_to
+
+    blocks = make_res_blocks(4, 8, 2, "k")
+    assert sparse_convs_to(blocks, torch.float16) == 6
+    from sgn_ros.model.spconv_compat import spconv
+
+    convs = [m for m in blocks.modules() if isinstance(m, spconv.conv.SparseConvolution)]
+    assert len(convs) == 6 and all(m.weight.dtype == torch.float16 for m in convs)
+    bn = [m for m in blocks.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert bn and all(m.weight.dtype == torch.float32 for m in bn)

@@ -1,6 +1,6 @@
 # Tests of sgn_ros/ros/wire.py: the CDR bytes it writes against rclpy's own serialization of the
-# messages sgn_ros.ros.conversions builds from the same prediction (every byte but Fast CDR's
-# alignment padding, which rclpy leaves uninitialised), against rosbags' independent CDR
+# message objects sgn_ros.ros.encoders builds from the same prediction (the slow obvious version;
+# every byte but Fast CDR's alignment padding, which rclpy leaves uninitialised), against rosbags' independent CDR
 # serializer (every byte: it zeroes padding, as wire does), against rclpy's deserializer (field by
 # field), and one real publish of the bytes over Fast DDS to a subscriber.
 """sgn_ros.ros.wire: vectorised CDR serialisers of the prediction outputs."""
@@ -23,9 +23,11 @@ from sensor_msgs.msg import PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
+from sgn_ros.geometry import xyz_rpy_to_matrix  # noqa: E402
 from sgn_ros.grid import DEFAULT_GRID, VoxelGrid  # noqa: E402
 from sgn_ros.labels import load_label_set  # noqa: E402
-from sgn_ros.ros import conversions as conv  # noqa: E402
+from sgn_ros.model.predictor import SSCPrediction  # noqa: E402
+from sgn_ros.ros import encoders as enc  # noqa: E402
 from sgn_ros.ros import wire  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +43,27 @@ GRIDS = {
     "flat": VoxelGrid(origin=(0.0, 0.0, 0.0), voxel_size=0.5, dims=(13, 1, 3), scales=(1,)),
     "kitti_quarter": DEFAULT_GRID.scaled(4),  # 64 x 64 x 8, power-of-two strides
 }
-TRANSFORM = conv.xyz_rpy_to_matrix([0.3, -1.2, 1.7, -1.571, 0.02, -1.569])
+TRANSFORM = xyz_rpy_to_matrix([0.3, -1.2, 1.7, -1.571, 0.02, -1.569])
+
+
+# the message-object builders of sgn_ros.ros.encoders, called with wire's arguments
+def ref_pointcloud2(labels, grid, colors, header, confidence=None, threshold=0.0, transform=None,
+                    include_confidence=True):
+    opts = enc.OutputOptions(colors, (), threshold, include_confidence)
+    return enc.prediction_to_pointcloud2(SSCPrediction(labels, confidence, grid, transform), opts, header)
+
+
+def ref_marker_array(labels, grid, colors, header, confidence=None, threshold=0.0, transform=None,
+                     previous_classes=(), namespace="ssc", alpha=1.0):
+    opts = enc.OutputOptions(colors, (), threshold)
+    return enc.prediction_to_marker_array(SSCPrediction(labels, confidence, grid, transform), opts, header,
+                                          previous_classes, namespace, alpha)
+
+
+def ref_voxel_grid(labels, grid, names, colors, header, confidence=None, threshold=0.0, transform=None,
+                   include_confidence=True):
+    opts = enc.OutputOptions(colors, names, threshold, include_confidence)
+    return enc.prediction_to_voxel_grid(SSCPrediction(labels, confidence, grid, transform), opts, header)
 
 
 def _header() -> Header:
@@ -88,7 +110,7 @@ def test_pointcloud2_bytes_equal_conversions(grid_name: str, kind: str, transfor
     labels, conf = _prediction(grid, kind)
     T = TRANSFORM if transform else None
     for confidence, thr, with_conf in ((conf, 0.0, True), (conf, 0.3, True), (conf, 0.3, False), (None, 0.5, True)):
-        ref = conv.labels_to_pointcloud2(labels, grid, LS.colors_rgb, _header(), confidence, thr, T, with_conf)
+        ref = ref_pointcloud2(labels, grid, LS.colors_rgb, _header(), confidence, thr, T, with_conf)
         ours = wire.pointcloud2_bytes(labels, grid, LS.colors_rgb, STAMP, FRAME, confidence, thr, T, with_conf)
         if T is None:
             _check_bytes(ours, ref, "sensor_msgs/msg/PointCloud2")
@@ -113,7 +135,7 @@ def test_marker_array_bytes_equal_conversions(grid_name: str, kind: str, transfo
     prev_ref: set[int] = {4, 7, 30}  # 30: a class id beyond the colour table, deleted all the same
     prev_ours = set(prev_ref)
     for confidence, thr in ((conf, 0.0), (conf, 0.6), (None, 0.0), (conf, 0.99)):
-        ref, prev_ref = conv.labels_to_marker_array(labels, grid, LS.colors_rgb, _header(), confidence, thr, T,
+        ref, prev_ref = ref_marker_array(labels, grid, LS.colors_rgb, _header(), confidence, thr, T,
                                                     prev_ref, namespace="ssc", alpha=0.8)
         ours, prev_ours = wire.marker_array_bytes(labels, grid, LS.colors_rgb, STAMP, FRAME, confidence, thr, T,
                                                   prev_ours, namespace="ssc", alpha=0.8)
@@ -135,7 +157,7 @@ def test_voxel_grid_bytes_equal_conversions(grid_name: str, kind: str, transform
     T = TRANSFORM if transform else None
     for confidence, thr, with_conf, colors in ((conf, 0.0, True, LS.colors_rgb), (conf, 0.4, True, None),
                                                (conf, 0.4, False, LS.colors_rgb), (None, 0.0, True, None)):
-        ref = conv.labels_to_voxel_grid(labels, grid, LS.names, colors, _header(), confidence, thr, T, with_conf)
+        ref = ref_voxel_grid(labels, grid, LS.names, colors, _header(), confidence, thr, T, with_conf)
         ours = wire.voxel_grid_bytes(labels, grid, LS.names, colors, STAMP, FRAME, confidence, thr, T, with_conf)
         _check_bytes(ours, ref, "sgn_ros/msg/SemanticVoxelGrid")
         back = deserialize_message(ours, SemanticVoxelGrid)
@@ -149,10 +171,10 @@ def test_header_strings_and_other_label_dtypes() -> None:
     labels, conf = _prediction(grid, "random")
     for frame in ("", "a", "ab", "abc", "grid_ü", "δ" * 5):
         h = Header(frame_id=frame)
-        ref = conv.labels_to_pointcloud2(labels.astype(np.int64), grid, LS.colors_rgb, h, conf)
+        ref = ref_pointcloud2(labels.astype(np.int64), grid, LS.colors_rgb, h, conf)
         _check_bytes(wire.pointcloud2_bytes(labels.astype(np.int64), grid, LS.colors_rgb, (0, 0), frame, conf),
                      ref, "sensor_msgs/msg/PointCloud2")
-        ref, _ = conv.labels_to_marker_array(labels, grid, LS.colors_rgb, h, namespace=frame + "ns")
+        ref, _ = ref_marker_array(labels, grid, LS.colors_rgb, h, namespace=frame + "ns")
         ours, _ = wire.marker_array_bytes(labels, grid, LS.colors_rgb, (0, 0), frame, namespace=frame + "ns")
         _check_bytes(ours, ref, "visualization_msgs/msg/MarkerArray")
 
@@ -169,7 +191,7 @@ def test_quantised_confidence_edge_values() -> None:
         c = np.resize(np.concatenate([vals, np.float32(extra)]), grid.dims).astype(np.float32)
         if extra:
             c.reshape(-1)[-1] = extra[0]
-        ref = conv.labels_to_voxel_grid(labels, grid, LS.names, None, _header(), c)
+        ref = ref_voxel_grid(labels, grid, LS.names, None, _header(), c)
         _check_bytes(wire.voxel_grid_bytes(labels, grid, LS.names, None, STAMP, FRAME, c), ref,
                      "sgn_ros/msg/SemanticVoxelGrid")
 

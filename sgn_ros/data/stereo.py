@@ -81,8 +81,18 @@ def disparity_sgbm(left: np.ndarray, right: np.ndarray, params: StereoParams = S
     return matcher.compute(left, right).astype(np.float32) / 16.0  # fixed point, 4 fractional bits
 
 
-def disparity_to_depth(disparity: np.ndarray, baseline: float, focal: float, min_disparity: float = 0.0) -> np.ndarray:
-    """depth = baseline * focal / disparity (metres, float32); invalid disparities -> 0."""
+def disparity_to_depth(disparity, baseline: float, focal: float, min_disparity: float = 0.0):
+    """depth = baseline * focal / disparity (metres, float32); invalid disparities -> 0.
+
+    A NumPy array gives a NumPy array; a torch tensor gives a tensor on its device (the stereo
+    methods that match on the network's device keep the depth there), with the same float32 result.
+    """
+    if type(disparity).__module__.startswith("torch"):
+        t = disparity.float()
+        valid = t > max(min_disparity, 0.0)
+        safe = t.masked_fill(~valid, 1.0)
+        bf = t.new_tensor(baseline * focal)  # a float32 scalar, as NumPy divides
+        return (bf / safe).masked_fill_(~valid, 0.0)
     d = np.asarray(disparity, dtype=np.float32)
     valid = d > max(min_disparity, 0.0)
     depth = np.zeros_like(d)

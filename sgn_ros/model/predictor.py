@@ -31,8 +31,14 @@ from sgn_ros.geometry import (
 from sgn_ros.grid import VoxelGrid
 from sgn_ros.model.preprocessing import normalize_image
 from sgn_ros.model.projection import network_tables
+from sgn_ros.stereo.pair import STEREO_METHODS, StereoMatcher, StereoPair, as_stereo_pair
 
-__all__ = ["SSCPrediction", "SSCPredictor", "select_device"]
+__all__ = ["SSCPrediction", "SSCPredictor", "StereoPair", "select_device", "COMPILE_MODES"]
+
+#: `compile_dense` choices: torch.compile's default mode, or reduce-overhead (CUDA graphs)
+COMPILE_MODES = ("default", "reduce-overhead")
+#: the dense parts of SGN (fixed shapes per config; the sparse parts vary per frame and are never compiled)
+DENSE_MODULES = ("encoder", "neck", "bottleneck", "occupancy_head", "diffusion", "output_head")
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +106,18 @@ class SSCPredictor:
             bundled weights of the config when it has some (sgn_ros.weights: `sgn-l-synth`, trained
             on the synthetic world only), else keeps the random initialisation (tests, timing).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...; None picks CUDA when present, else CPU.
-        fp16: run the network under float16 autocast. CUDA only: on CPU it raises ValueError
-            (CPU float16 kernels are slow or missing; silently running float32 would hide a
-            misconfiguration).
+        fp16: run the network under float16 autocast, its sparse convolutions with float16
+            weights and features (spconv's half kernels), and MobileStereoNet in float16. CUDA
+            only: on CPU it raises ValueError (CPU float16 kernels are slow or missing; silently
+            running float32 would hide a misconfiguration).
+        stereo_method: how `predict(..., stereo=...)` turns a stereo pair into depth: ``sgbm``
+            (OpenCV on the host), ``sgm`` (torch semi-global matching on `device`) or ``msnet3d``
+            (MobileStereoNet-3D on `device`; needs `stereo_weights`, else MSNetWeightsMissing).
+        stereo_params: matcher settings of sgbm / sgm (sgn_ros.data.stereo.StereoParams).
+        stereo_weights: MobileStereoNet checkpoint for msnet3d.
+        compile_dense: None (default), or a torch.compile mode of COMPILE_MODES applied to the
+            dense parts only (``reduce-overhead`` = CUDA graphs). Off by default: unmeasured, and
+            the first frames pay the compilation (call `warmup`).
 
     Images are cropped from the top-left corner (as the reference crops KITTI to 370 x 1220) or
     padded at the bottom / right with the mean colour to cfg.data.image_size; either way K is
@@ -116,6 +131,10 @@ class SSCPredictor:
         checkpoint: str | os.PathLike[str] | None = None,
         device: str | torch.device | None = None,
         fp16: bool = False,
+        stereo_method: str = "sgbm",
+        stereo_params=None,
+        stereo_weights: str | os.PathLike[str] | None = None,
+        compile_dense: str | None = None,
     ) -> None:
         from sgn_ros.model import build_model  # late: keeps `import sgn_ros.model.predictor` light
 
@@ -124,6 +143,10 @@ class SSCPredictor:
         if fp16 and self.device.type != "cuda":
             raise ValueError(f"fp16: float16 inference needs a CUDA device, got device {self.device}")
         self.fp16 = bool(fp16)
+        if stereo_method not in STEREO_METHODS:
+            raise ValueError(f"stereo_method: expected one of {STEREO_METHODS}, got {stereo_method!r}")
+        if compile_dense is not None and compile_dense not in COMPILE_MODES:
+            raise ValueError(f"compile_dense: expected None or one of {COMPILE_MODES}, got {compile_dense!r}")
         #: where the weights came from: a path, "bundled:<file>" or "untrained"
         self.weights_source = "untrained"
         if checkpoint is None:
@@ -149,6 +172,16 @@ class SSCPredictor:
             model = build_model(self.cfg)
         self.grid = self.cfg.grid
         self.model = model.to(self.device).eval()
+        if self.fp16:
+            from sgn_ros.model.spconv_compat import sparse_convs_to
+
+            sparse_convs_to(self.model, torch.float16)
+        self.compile_dense = compile_dense
+        if compile_dense is not None:
+            for name in DENSE_MODULES:  # in place: parameter names (checkpoints) are unchanged
+                getattr(self.model, name).compile(mode=compile_dense)
+        #: stereo pair -> depth, on this predictor's device (msnet3d refuses here without weights)
+        self.stereo = StereoMatcher(stereo_method, self.device, stereo_params, stereo_weights, self.fp16)
         #: FLoSP tables per camera geometry (see `tables`): host-side state of the predictor, not the model
         self._tables: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -192,13 +225,15 @@ class SSCPredictor:
                 raise ValueError(f"{self.cfg.name} (guidance enabled) needs points (N, 3) or a depth map (H, W)")
             return np.zeros((0, 3), np.float32)
         on_host = self.device.type == "cpu"  # NumPy there (faster than CPU torch), else torch on the device
+        if isinstance(depth, torch.Tensor):  # stereo depth made on the device stays there
+            depth = depth.detach().cpu().numpy() if on_host else depth.to(self.device, torch.float32)
         if depth is not None:
-            depth = np.asarray(depth)
+            depth = depth if isinstance(depth, torch.Tensor) else np.asarray(depth)
             if depth.ndim != 2 or (image_hw is not None and depth.shape != tuple(image_hw)):
                 raise ValueError(
                     f"depth: expected an (H, W) map of frame 0's image size {tuple(image_hw or ())}, got {depth.shape}"
                 )
-            if not on_host:
+            if not on_host and not isinstance(depth, torch.Tensor):
                 depth = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)).to(self.device)
             return depth_to_points(depth, K, camera_to_grid)
         arr = np.asarray(points)
@@ -233,6 +268,7 @@ class SSCPredictor:
         points: np.ndarray | torch.Tensor | None = None,
         depth: np.ndarray | None = None,
         mode: str = "crop",
+        stereo: StereoPair | tuple[np.ndarray, float] | None = None,
     ) -> SSCBatch:
         """Camera input -> a one-sample `SSCBatch` on the predictor's device: the ONE place where
         images are fitted to the network (`mode`, see `fit_camera`), depth becomes points, points
@@ -240,7 +276,8 @@ class SSCPredictor:
 
         A single image for a temporal variant stands in for every frame (as the reference does
         where neighbours are missing); several images need one lidar_to_cam per image. `points`
-        are grid-frame points of all frames (N, 3); `depth` is frame 0's depth map.
+        are grid-frame points of all frames (N, 3); `depth` is frame 0's depth map; `stereo`
+        frame 0's right image and baseline, matched by `stereo_method` (see `stereo_depth`).
         """
         imgs = [np.asarray(i) for i in images] if isinstance(images, (list, tuple)) else [np.asarray(images)]
         for i, im in enumerate(imgs):
@@ -261,6 +298,10 @@ class SSCPredictor:
                 f"got {len(imgs)} image(s), {len(ks)} intrinsics and {len(ts)} lidar_to_cam: give one per image "
                 "(one intrinsics matrix may serve all)"
             )
+        if stereo is not None:
+            if points is not None or depth is not None:
+                raise ValueError("give one geometry cue: points, depth or stereo")
+            depth = self.stereo_depth(imgs[0], ks[0], stereo)
         pts = points
         if not isinstance(points, torch.Tensor):
             pts = self.camera_points(invert_transform(ts[0]), ks[0], depth, points, imgs[0].shape[:2])
@@ -309,6 +350,15 @@ class SSCPredictor:
             return pts[points_in_grid(pts, self.grid)]
         return torch.from_numpy(np.ascontiguousarray(pts[points_in_grid(pts, self.grid)]))
 
+    @torch.inference_mode()
+    def stereo_depth(
+        self, left: np.ndarray, K: np.ndarray, stereo: StereoPair | tuple[np.ndarray, float]
+    ) -> np.ndarray | torch.Tensor:
+        """Metric depth (H, W) of the left image from its rectified pair, by this predictor's
+        stereo_method: NumPy for sgbm, a tensor on the device for sgm / msnet3d (0 = no match)."""
+        pair = as_stereo_pair(stereo)
+        return self.stereo.depth(np.asarray(left), pair, float(check_intrinsics(K, "K")[0, 0]))
+
     # ----------------------------------------------------------------- inference
     @torch.inference_mode()
     def predict(
@@ -319,6 +369,7 @@ class SSCPredictor:
         points: np.ndarray | torch.Tensor | None = None,
         depth: np.ndarray | None = None,
         mode: str = "crop",
+        stereo: StereoPair | tuple[np.ndarray, float] | None = None,
     ) -> SSCPrediction:
         """Complete the scene of the current frame (frame 0).
 
@@ -330,11 +381,18 @@ class SSCPredictor:
             points: (N, 3) LiDAR-frame points, metres; or
             depth: (H, W) metric depth of frame 0's image (back-projected to pseudo-LiDAR).
             mode: fitting of images to the network input, ``crop`` or ``resize`` (`fit_camera`).
+            stereo: frame 0's rectified right image and the baseline (metres), a `StereoPair` or a
+                (right, baseline_m) tuple: depth by stereo_method, then pseudo-LiDAR, on the device.
 
         Returns:
             `SSCPrediction` with labels uint8 and confidence float32, both cfg.grid.dims.
         """
-        batch = self.prepare_batch(images, intrinsics, lidar_to_cam, points, depth, mode)
+        return self.infer(self.prepare_batch(images, intrinsics, lidar_to_cam, points, depth, mode, stereo))
+
+    @torch.inference_mode()
+    def infer(self, batch: SSCBatch) -> SSCPrediction:
+        """The network part of `predict` on a batch from `prepare_batch`: a pipelined caller
+        prepares frame t+1 (stereo, points, crop) while this runs frame t."""
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.fp16):
             out = self.model(batch)
         logits = out["ssc_logits"][0].float()  # (C, X, Y, Z)
@@ -344,3 +402,27 @@ class SSCPredictor:
             confidence=conf.cpu().numpy().astype(np.float32, copy=False),
             grid=self.grid,
         )
+
+    def warmup(self, stereo: bool = True) -> float:
+        """Run one dummy frame (network-size image, points spread over the grid; with `stereo` and
+        a device matcher also one stereo match) so that the first real frame does not pay for
+        lazy initialisation: CUDA context and kernels, cuDNN / spconv algorithm choice,
+        torch.compile. The node calls it before it reports ready. Returns the seconds it took.
+        """
+        import time
+
+        t0 = time.perf_counter()
+        h, w = self.cfg.data.image_size
+        image = np.full((h, w, 3), 127, np.uint8)
+        K = np.array([[float(max(h, w)), 0.0, w / 2], [0.0, float(max(h, w)), h / 2], [0.0, 0.0, 1.0]])
+        lidar_to_cam = np.eye(4)
+        lidar_to_cam[:3, :3] = [[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]]  # x forward -> z
+        rng = np.random.default_rng(0)
+        extent = np.asarray(self.grid.dims, np.float64) * self.grid.voxel_size
+        points = (np.asarray(self.grid.origin) + rng.random((4096, 3)) * extent).astype(np.float32)
+        self.predict(image, K, lidar_to_cam, points=points)
+        if stereo and self.stereo.method != "sgbm":
+            self.stereo_depth(image, K, StereoPair(image, 0.5))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - t0

@@ -133,8 +133,13 @@ class SparseResBlock(spconv.SparseModule):
 
     def forward(self, x: spconv.SparseConvTensor) -> spconv.SparseConvTensor:
         if x.features.is_cuda:
-            # spconv's CUDA kernels find no algorithm for float16 features with float32 weights,
-            # which is what autocast hands over: the block runs in float32 with autocast off.
+            if self.layers[0].weight.dtype == torch.float16:
+                # half sparse weights (the predictor's fp16 mode, spconv_compat.sparse_convs_to):
+                # spconv has float16 kernels when features AND weights are half; BatchNorm keeps
+                # float32 parameters (mixed BN is native on CUDA).
+                return self._block(x.replace_feature(x.features.half()))
+            # float32 weights: spconv's CUDA kernels find no algorithm for float16 features with
+            # them, which is what autocast hands over: the block runs in float32 with autocast off.
             with torch.autocast("cuda", enabled=False):
                 return self._block(x.replace_feature(x.features.float()))
         # The conv algorithm (Native on the CPU) is chosen when the model is placed on a device

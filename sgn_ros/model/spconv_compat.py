@@ -40,6 +40,7 @@ __all__ = [
     "setup_spconv",
     "conv_algorithm",
     "place_sparse_convs",
+    "sparse_convs_to",
     "spconv_cpu_patched",
     "apply_cpu_patch",
     "apply_cpu_thread_guard",
@@ -139,3 +140,19 @@ def place_sparse_convs(
     for m in module.modules():
         if isinstance(m, spconv.conv.SparseConvolution):
             m.algo = algo
+
+
+def sparse_convs_to(module: torch.nn.Module, dtype: torch.dtype) -> int:
+    """Cast the weights (and biases) of every sparse conv of `module` to `dtype`; returns how many.
+
+    float16 inference on CUDA: spconv runs half kernels only when features and weights are both
+    half, and autocast does not cast spconv's weights, so the predictor's fp16 mode casts them
+    once here (`SparseResBlock` then feeds them half features). Everything else keeps float32
+    parameters under autocast. Never used on the CPU (no float16 sparse kernels there).
+    """
+    n = 0
+    for m in module.modules():
+        if isinstance(m, spconv.conv.SparseConvolution):
+            m.to(dtype)
+            n += 1
+    return n

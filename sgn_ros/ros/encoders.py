@@ -5,9 +5,13 @@
 # `SSCPrediction` (labels, confidence, grid, grid -> output frame transform), plus the header and
 # `OutputOptions`.
 #
-# Pure, vectorised functions: no rclpy import, no node state. Per-voxel work is NumPy on whole
-# arrays; the one per-point Python loop left is the construction of geometry_msgs/Point objects
-# for markers, which the Marker message format itself demands (cached per grid).
+# Two forms of the same three messages:
+#   * `encode_outputs`: the serialized CDR bytes (sgn_ros.ros.wire) of the outputs a node wants,
+#     from ONE voxel selection shared by PointCloud2 and MarkerArray: what the node publishes
+#     (publisher.publish(bytes)), at memory speed, no Python object per voxel;
+#   * `prediction_to_*`: rclpy message objects, the slow obvious version the wire bytes are tested
+#     against (and what code wanting message objects can still use).
+# Pure, vectorised functions: no rclpy import at module level, no node state.
 """Vectorised encoders of a prediction into ROS 2 messages."""
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ import numpy as np
 from sgn_ros.geometry import apply_transform, make_transform, matrix_to_quaternion
 from sgn_ros.grid import VoxelGrid
 from sgn_ros.labels import IGNORE_LABEL
+from sgn_ros.ros import wire
 from sgn_ros.ros.decoders import PF_TO_DTYPE, byte_array
 
 if TYPE_CHECKING:  # the encoders need no torch: a prediction is read by attribute
     from sgn_ros.model.predictor import SSCPrediction
 
 __all__ = [
+    "OUTPUT_KINDS",
     "OutputOptions",
+    "encode_outputs",
     "matrix_to_pose",
     "select_voxels",
     "pack_rgb",
@@ -55,6 +62,72 @@ class OutputOptions:
     class_names: Sequence[str] = ()
     threshold: float = 0.0
     include_confidence: bool = True
+
+
+#: what `encode_outputs` can make: PointCloud2, MarkerArray, SemanticVoxelGrid
+OUTPUT_KINDS = frozenset({"points", "markers", "grid"})
+
+
+def _stamp(stamp: tuple[int, int] | int) -> tuple[int, int]:
+    if isinstance(stamp, (int, np.integer)):  # nanoseconds
+        return int(stamp) // 1_000_000_000, int(stamp) % 1_000_000_000
+    sec, nanosec = stamp
+    return int(sec), int(nanosec)
+
+
+def encode_outputs(
+    prediction: SSCPrediction,
+    options: OutputOptions,
+    stamp: tuple[int, int] | int,
+    frame_id: str,
+    want: Iterable[str] = OUTPUT_KINDS,
+    previous_classes: Iterable[int] = (),
+    namespace: str = "ssc",
+    alpha: float = 1.0,
+    surface_only: bool = False,
+) -> tuple[dict[str, bytes], set[int]]:
+    """The serialized messages of one prediction, ready for publisher.publish(bytes).
+
+    Args:
+        stamp: the image stamp, (sec, nanosec) or integer nanoseconds. frame_id: the output frame
+            (the prediction's grid_to_frame maps the grid into it).
+        want: a subset of OUTPUT_KINDS (a node asks only for outputs somebody subscribes to).
+        previous_classes: the classes of the last MarkerArray (DELETE markers for those gone now).
+        surface_only: markers keep only voxels with a free face (RViz draws the same picture).
+
+    Returns:
+        ({kind: CDR bytes}, the class ids the markers hold now: pass as previous_classes next time;
+        `previous_classes` unchanged when no markers were made). The occupied voxels are selected
+        once and shared by points and markers; the bytes equal rclpy's serialization of the
+        `prediction_to_*` messages (test_wire).
+    """
+    want = set(want)
+    if not want <= OUTPUT_KINDS:
+        raise ValueError(f"want: expected a subset of {sorted(OUTPUT_KINDS)}, got {sorted(want)}")
+    labels, confidence, grid = _check_prediction(prediction)
+    st = _stamp(stamp)
+    T = prediction.grid_to_frame
+    out: dict[str, bytes] = {}
+    present = set(int(c) for c in previous_classes)
+    selected = None
+    if want & {"points", "markers"}:
+        selected = wire.occupied_voxels(labels, grid, confidence, options.threshold)
+    if "points" in want:
+        out["points"] = wire.pointcloud2_bytes(
+            labels, grid, options.colors_rgb, st, frame_id, confidence, options.threshold, T,
+            options.include_confidence, selected=selected,
+        )
+    if "markers" in want:
+        out["markers"], present = wire.marker_array_bytes(
+            labels, grid, options.colors_rgb, st, frame_id, confidence, options.threshold, T, present,
+            namespace=namespace, alpha=alpha, surface_only=surface_only, selected=selected,
+        )
+    if "grid" in want:
+        out["grid"] = wire.voxel_grid_bytes(
+            labels, grid, options.class_names, options.colors_rgb, st, frame_id, confidence, options.threshold, T,
+            options.include_confidence,
+        )
+    return out, present
 
 
 def matrix_to_pose(T: np.ndarray) -> Any:
