@@ -124,7 +124,7 @@ def test_depth_encoding_is_not_a_camera_image() -> None:
 
 
 # --------------------------------------------------------------------------- camera info, depth
-def _info(K: np.ndarray, p03: float = 0.0, hw=(10, 20)) -> CameraInfo:
+def _info(K: np.ndarray, p03: float = 0.0, hw=(370, 1220)) -> CameraInfo:
     m = CameraInfo()
     m.height, m.width = hw
     m.k = [float(v) for v in np.asarray(K, dtype=np.float64).reshape(-1)]

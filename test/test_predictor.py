@@ -89,19 +89,25 @@ def test_depth_path_equals_points_path(predictor, inputs):
     p = batch.points[0].numpy()
     assert 0 < len(p) < len(pts) and predictor.grid.contains(p).all()
     far = np.array([[200.0, 0.0, 0.0], [5.0, 1.0, -1.5]], np.float32)
-    assert predictor.prepare_batch(img, K, T, points=far).points[0].shape == (1, 3)
+    with pytest.raises(ValueError, match="no usable depth"):  # 1 point in the grid: too thin a cue
+        predictor.prepare_batch(img, K, T, points=far)
+    predictor.allow_image_only = True
+    try:
+        assert predictor.prepare_batch(img, K, T, points=far).points[0].shape == (1, 3)
+    finally:
+        predictor.allow_image_only = False
 
 
 def test_crop_and_pad_keep_intrinsics(predictor, inputs):
     img, K, T, depth = inputs
     cfg = predictor.cfg
-    batch = predictor.prepare_batch(img, K, T, depth=depth)
+    batch = predictor.prepare_batch(img, K, T, depth=depth, mode="crop")  # auto would `fit` 72 x 180
     assert batch.images.shape == (1, 1, 3, *NET_HW)
     expected = normalize_image(img, cfg.data.image_mean, cfg.data.image_std)[:, : NET_HW[0], : NET_HW[1]]
     np.testing.assert_allclose(batch.images[0, 0].numpy(), expected, atol=1e-6)
     np.testing.assert_allclose(batch.intrinsics[0, 0].numpy(), K, rtol=1e-6)
     small = img[:50, :100]
-    b2 = predictor.prepare_batch(small, K, T, depth=depth[:50, :100])
+    b2 = predictor.prepare_batch(small, K, T, depth=depth[:50, :100], mode="crop")
     got = b2.images[0, 0].numpy()
     np.testing.assert_allclose(got[:, :50, :100], expected[:, :50, :100], atol=1e-6)
     assert np.all(got[:, 50:] == 0) and np.all(got[:, :, 100:] == 0)  # padded with the mean colour
@@ -215,8 +221,8 @@ def test_projection_tables_once_per_camera_geometry_in_float64(predictor, inputs
     from sgn_ros.model.projection import network_tables
 
     img, K, T, depth = inputs
-    a = predictor.prepare_batch(img, K, T, depth=depth)
-    b = predictor.prepare_batch(img.copy(), K.copy(), T.copy(), depth=depth)
+    a = predictor.prepare_batch(img, K, T, depth=depth, mode="crop")
+    b = predictor.prepare_batch(img.copy(), K.copy(), T.copy(), depth=depth, mode="crop")
     assert a.gather_index is b.gather_index and a.fov_mask is b.fov_mask  # cached, not recomputed
     cfg = predictor.cfg
     index, visible = network_tables(cfg.grid, cfg.model.feature_stride, K[None], T[None], cfg.data.image_size)
@@ -224,7 +230,7 @@ def test_projection_tables_once_per_camera_geometry_in_float64(predictor, inputs
     assert a.gather_index.shape == (1, 1, cfg.grid.scaled(2).num_voxels) and a.fov_mask.any()
     moved = T.copy()
     moved[0, 3] += 1.0
-    c = predictor.prepare_batch(img, K, moved, depth=depth)
+    c = predictor.prepare_batch(img, K, moved, depth=depth, mode="crop")
     assert not torch.equal(c.gather_index, a.gather_index)
     # resize mode: the image and K are fitted by the predictor, the tables follow the new K
     r = predictor.prepare_batch(img, K, T, depth=depth, mode="resize")

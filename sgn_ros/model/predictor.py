@@ -25,6 +25,7 @@ from sgn_ros.geometry import (
     check_transform,
     depth_to_points,
     fit_image,
+    fit_intrinsics,
     invert_transform,
     points_in_grid,
 )
@@ -39,6 +40,14 @@ log = logging.getLogger(__name__)
 #: Camera geometries whose projection tables a predictor keeps (a fixed camera needs one; SGN-T's
 #: moving frames make a new one per frame).
 TABLE_CACHE_SIZE = 4
+
+#: Default `min_valid_depth_share`: a frame needs at least 1 % of its depth pixels valid and inside
+#: the grid (KITTI-size stereo depth puts ~20-40 % there; 1 % of 370 x 1220 is ~4.5 k points, about
+#: what a sparse 16-beam LiDAR gives in the grid), else the network sees almost no geometry and
+#: its output is an image-only guess that must not be published as a depth-guided prediction.
+MIN_VALID_DEPTH_SHARE = 0.01
+#: A LiDAR cloud (no pixel count to share against) needs at least this many points in the grid.
+MIN_GRID_POINTS = 100
 
 
 @dataclass
@@ -103,10 +112,16 @@ class SSCPredictor:
         fp16: run the network under float16 autocast. CUDA only: on CPU it raises ValueError
             (CPU float16 kernels are slow or missing; silently running float32 would hide a
             misconfiguration).
+        min_valid_depth_share: least share (0..1) of a depth map's pixels that must give points
+            inside the grid (a LiDAR cloud needs `MIN_GRID_POINTS` there); fewer raise
+            ValueError("no usable depth: ...") so that the caller skips the frame.
+        allow_image_only: run such frames anyway on whatever points there are (an image-only
+            prediction when none), for deliberate camera-only use.
 
-    Images are cropped from the top-left corner (as the reference crops KITTI to 370 x 1220) or
-    padded at the bottom / right with the mean colour to cfg.data.image_size; either way K is
-    unchanged. Pseudo-LiDAR from a depth map uses the full depth map and the original K.
+    Images are fitted to cfg.data.image_size by `sgn_ros.geometry.fit_intrinsics` (``auto``: the
+    reference's top-left crop for KITTI-size images, a uniform scale and a horizon-keeping cut
+    with K adjusted for any other camera); a smaller crop is padded at the bottom / right with the
+    mean colour. Pseudo-LiDAR from a depth map uses the full depth map and the original K.
     """
 
     def __init__(
@@ -116,6 +131,8 @@ class SSCPredictor:
         checkpoint: str | os.PathLike[str] | None = None,
         device: str | torch.device | None = None,
         fp16: bool = False,
+        min_valid_depth_share: float = MIN_VALID_DEPTH_SHARE,
+        allow_image_only: bool = False,
     ) -> None:
         from sgn_ros.model import build_model  # late: keeps `import sgn_ros.model.predictor` light
 
@@ -124,6 +141,10 @@ class SSCPredictor:
         if fp16 and self.device.type != "cuda":
             raise ValueError(f"fp16: float16 inference needs a CUDA device, got device {self.device}")
         self.fp16 = bool(fp16)
+        if not 0.0 <= float(min_valid_depth_share) <= 1.0:
+            raise ValueError(f"min_valid_depth_share: expected a share in [0, 1], got {min_valid_depth_share}")
+        self.min_valid_depth_share = float(min_valid_depth_share)
+        self.allow_image_only = bool(allow_image_only)
         self.grid = self.cfg.grid
         model = build_model(self.cfg)
         #: where the weights came from: a path, "bundled:<file>" or "untrained"
@@ -153,17 +174,51 @@ class SSCPredictor:
         return self.cfg.data.num_frames
 
     # ----------------------------------------------------------------- camera input -> network input
-    def fit_camera(self, image: np.ndarray, K: np.ndarray, mode: str = "crop") -> tuple[np.ndarray, np.ndarray]:
+    def fit_camera(self, image: np.ndarray, K: np.ndarray, mode: str = "auto") -> tuple[np.ndarray, np.ndarray]:
         """A camera image (H, W, 3) uint8 of any size and its K -> the network's image size and K.
 
-        ``crop`` keeps the top-left cfg.data.image_size (K unchanged; a smaller image is padded
-        with the mean colour later, in `prepare_batch`); ``resize`` scales image and K
-        (`sgn_ros.geometry.fit_image`).
+        Modes of `sgn_ros.geometry.fit_intrinsics`: ``crop`` keeps the top-left
+        cfg.data.image_size (K unchanged; a smaller image is padded with the mean colour later,
+        in `prepare_batch`); ``fit`` scales uniformly and cuts keeping the horizon and near road;
+        ``resize`` stretches; ``auto`` = ``crop`` for KITTI-size images, else ``fit``.
         """
-        if mode == "crop":
+        plan = fit_intrinsics(image.shape[:2], check_intrinsics(K, "K", image.shape[:2]), self.cfg.data.image_size, mode)
+        if plan.scaled_hw is None:
             h, w = self.cfg.data.image_size
-            return image[:h, :w], check_intrinsics(K, "K")
-        return fit_image(image, check_intrinsics(K, "K"), self.cfg.data.image_size, mode)
+            return image[:h, :w], plan.K
+        return fit_image(image, K, self.cfg.data.image_size, plan.mode)
+
+    def view_coverage(
+        self, image_hw: tuple[int, int], K: np.ndarray, lidar_to_cam: np.ndarray, mode: str = "auto"
+    ) -> float:
+        """Share (0..1) of the grid's voxels that the network's (fitted) image of this camera sees.
+
+        Read from the FLoSP tables' field-of-view mask (cached per camera geometry, so calling it
+        once per camera costs nothing). A low value means the grid lies mostly outside the camera's
+        view (wrong grid pose, a camera pitched away, a narrow lens): the node warns. The KITTI
+        rig sees about a third of its grid (see README, "Any camera").
+        """
+        plan = fit_intrinsics(image_hw, check_intrinsics(K, "K", image_hw), self.cfg.data.image_size, mode)
+        _, visible = self.tables([plan.K], [check_transform(lidar_to_cam, "lidar_to_cam")])
+        return float(visible[0, 0].float().mean())
+
+    def check_depth(self, n_in_grid: int, n_pixels: int | None) -> None:
+        """Raise ValueError("no usable depth: ...") when a frame's geometry cue is too thin:
+        fewer than `min_valid_depth_share` of a depth map's `n_pixels` (or, for a LiDAR cloud,
+        `n_pixels` None, fewer than `MIN_GRID_POINTS`) give points inside the grid. A no-op with
+        `allow_image_only`."""
+        if self.allow_image_only or not self.cfg.model.guidance:
+            return
+        if n_pixels is None:
+            if n_in_grid < MIN_GRID_POINTS:
+                raise ValueError(f"no usable depth: {n_in_grid} LiDAR point(s) in the grid, need {MIN_GRID_POINTS}")
+            return
+        need = self.min_valid_depth_share * n_pixels
+        if n_in_grid < max(need, 1):
+            raise ValueError(
+                f"no usable depth: {n_in_grid} of {n_pixels} depth pixels ({n_in_grid / max(n_pixels, 1):.2%}) give "
+                f"points in the grid, need {self.min_valid_depth_share:.2%} (all NaN / inf / <= 0 / out of range?)"
+            )
 
     def camera_points(
         self,
@@ -228,7 +283,7 @@ class SSCPredictor:
         lidar_to_cam: np.ndarray | Sequence[np.ndarray],
         points: np.ndarray | torch.Tensor | None = None,
         depth: np.ndarray | None = None,
-        mode: str = "crop",
+        mode: str = "auto",
     ) -> SSCBatch:
         """Camera input -> a one-sample `SSCBatch` on the predictor's device: the ONE place where
         images are fitted to the network (`mode`, see `fit_camera`), depth becomes points, points
@@ -245,7 +300,8 @@ class SSCPredictor:
         f = self.num_frames
         if len(imgs) not in (1, f):
             raise ValueError(f"images: {self.cfg.name} takes 1 or {f} frame(s), got {len(imgs)}")
-        ks = [check_intrinsics(k, f"intrinsics[{i}]") for i, k in enumerate(_frames(intrinsics, "intrinsics", (3, 3)))]
+        ks = [check_intrinsics(k, f"intrinsics[{i}]", imgs[min(i, len(imgs) - 1)].shape[:2])
+              for i, k in enumerate(_frames(intrinsics, "intrinsics", (3, 3)))]
         ts = [check_transform(t, f"lidar_to_cam[{i}]")
               for i, t in enumerate(_frames(lidar_to_cam, "lidar_to_cam", (4, 4)))]
         if len(ks) == 1:
@@ -263,13 +319,15 @@ class SSCPredictor:
         if len(imgs) == 1 and f > 1:
             imgs, ks, ts = imgs * f, ks * f, ts * f
 
+        in_grid = self._crop(pts)
+        self.check_depth(int(in_grid.shape[0]), None if depth is None else int(np.asarray(depth).size))
         images_net, fitted_ks = self._network_images(imgs, ks, mode)
         gather_index, fov_mask = self.tables(fitted_ks, ts)
         batch = SSCBatch(
             images=images_net[None],
             intrinsics=torch.from_numpy(np.stack(fitted_ks)[None].astype(np.float32)),
             lidar_to_cam=torch.from_numpy(np.stack(ts)[None].astype(np.float32)),
-            points=[self._crop(pts)],
+            points=[in_grid],
             gather_index=gather_index,
             fov_mask=fov_mask,
         )
@@ -292,7 +350,7 @@ class SSCPredictor:
                 x = normalize_image(pixels, mean, std)
                 done[id(im)] = (F.pad(x, (0, w - x.shape[2], 0, h - x.shape[1])), k_net)
             tensors.append(done[id(im)][0])
-            fitted_ks.append(done[id(im)][1] if mode != "crop" else k)
+            fitted_ks.append(done[id(im)][1])
         return torch.stack(tensors), fitted_ks
 
     def _crop(self, pts: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -314,7 +372,7 @@ class SSCPredictor:
         lidar_to_cam: np.ndarray | Sequence[np.ndarray],
         points: np.ndarray | torch.Tensor | None = None,
         depth: np.ndarray | None = None,
-        mode: str = "crop",
+        mode: str = "auto",
     ) -> SSCPrediction:
         """Complete the scene of the current frame (frame 0).
 
@@ -325,7 +383,12 @@ class SSCPredictor:
             lidar_to_cam: (4, 4) current LiDAR frame -> camera (one per image when several).
             points: (N, 3) LiDAR-frame points, metres; or
             depth: (H, W) metric depth of frame 0's image (back-projected to pseudo-LiDAR).
-            mode: fitting of images to the network input, ``crop`` or ``resize`` (`fit_camera`).
+            mode: fitting of images to the network input, ``auto`` / ``crop`` / ``fit`` / ``resize``
+                (`fit_camera`).
+
+        Raises:
+            ValueError: bad inputs; "no usable depth: ..." when the points / depth leave too little
+                in the grid (`check_depth`) and the predictor does not `allow_image_only`.
 
         Returns:
             `SSCPrediction` with labels uint8 and confidence float32, both cfg.grid.dims.
