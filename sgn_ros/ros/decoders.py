@@ -274,13 +274,13 @@ def camera_info_model(msg: Any, rectified: bool | None = None, topic: str = "cam
         if distorted:
             raise ValueError(
                 f"CameraInfo ({topic}): the images are distorted ({msg.distortion_model or 'model unset'}, "
-                f"d={np.round(d, 6).tolist()}); rectify them (image_proc's rectify node publishes image_rect) "
+                f"d=[{', '.join(f'{v:.4g}' for v in d)}]); rectify them (image_proc's rectify node publishes image_rect) "
                 "or set the stream as rectified if it already is (KITTI sync drives)"
             )
         rectified = True
     elif not rectified and distorted:
         raise ValueError(
-            f"CameraInfo ({topic}): raw images with distortion d={np.round(d, 6).tolist()} cannot be used; "
+            f"CameraInfo ({topic}): raw images with distortion d=[{', '.join(f'{v:.4g}' for v in d)}] cannot be used; "
             "rectify them (image_proc's rectify node publishes image_rect)"
         )
     R = np.eye(3)
@@ -291,7 +291,8 @@ def camera_info_model(msg: Any, rectified: bool | None = None, topic: str = "cam
             K = P[:, :3]
         r = _matrix(msg.r, (3, 3), f"CameraInfo ({topic}): r")
         if np.any(r):  # all zero = unset
-            if not np.all(np.isfinite(r)) or not np.allclose(r @ r.T, np.eye(3), atol=1e-5) or np.linalg.det(r) < 0:
+            if (not np.all(np.abs(r) <= 1.0 + 1e-6)  # also rejects NaN / inf, and keeps r @ r.T finite
+                    or not np.allclose(r @ r.T, np.eye(3), atol=1e-5) or np.linalg.det(r) < 0):
                 raise ValueError(f"CameraInfo ({topic}): r is not a rotation matrix: {r.tolist()}")
             R = r
     K = check_intrinsics(K, f"CameraInfo ({topic}) {'P' if K is not k else 'k'}", (h, w))
