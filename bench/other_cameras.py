@@ -121,7 +121,8 @@ def main() -> None:
 
     print(f"\nsgn-l-synth, world seed {args.seed}, frames {frames}, ground-truth depth, "
           f"{torch.get_num_threads()} threads; mIoU over the {len(classes)} classes present")
-    print("| camera | size (H x W) | focal px | height m | pitch deg | fitting | grid in view % | completion IoU | mIoU |")
+    print("| camera | size (H x W) | focal px | height m | pitch deg | fitting | grid in view % "
+          "| completion IoU | mIoU |")
     print("|---|---|---|---|---|---|---|---|---|")
     for rig, mode, iou, miou, cover, _ in rows:
         print(f"| {rig.name} | {rig.size[0]} x {rig.size[1]} | {rig.focal:.0f} | {rig.height:.2f} | {rig.pitch_deg:g} "

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import struct
+from types import SimpleNamespace as _NS
 
 import numpy as np
 import pytest
@@ -369,8 +370,6 @@ def test_image_data_longer_than_height_times_step_raises() -> None:
 # raises ValueError: never another exception, never a NumPy warning (raised by errstate / filter).
 # Messages are plain attribute objects (the decoders read attributes only), so thousands of cases
 # run in seconds; a seeded generator makes every failure reproducible (the case index is printed).
-from types import SimpleNamespace as _NS  # noqa: E402
-
 _ENCODINGS = [*conv.IMAGE_ENCODINGS, "jpeg", ""]
 
 

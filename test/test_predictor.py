@@ -237,3 +237,55 @@ def test_projection_tables_once_per_camera_geometry_in_float64(predictor, inputs
     assert r.images.shape[-2:] == NET_HW and not torch.equal(r.intrinsics, a.intrinsics)
     with pytest.raises(ValueError, match="mode"):
         predictor.prepare_batch(img, K, T, depth=depth, mode="stretch")
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "negative", "zero", "1e30", "one pixel"])
+def test_depth_with_no_usable_values_is_refused(predictor, inputs, bad):
+    """A depth map with (almost) nothing valid inside the grid is no depth-guided frame: the
+    predictor raises "no usable depth" (the node counts and skips it) unless image-only is allowed."""
+    img, K, T, depth = inputs
+    d = {"nan": np.full_like(depth, np.nan), "inf": np.full_like(depth, np.inf), "negative": -depth,
+         "zero": np.zeros_like(depth), "1e30": np.full_like(depth, 1e30)}.get(bad)
+    if d is None:  # one valid pixel in the grid: below min_valid_depth_share
+        d = np.full_like(depth, np.nan)
+        d[-1, depth.shape[1] // 2] = depth[-1, depth.shape[1] // 2]
+    with np.errstate(all="raise", under="ignore"), pytest.raises(ValueError, match="^no usable depth"):
+        predictor.predict(img, K, T, depth=d)
+    lenient = SSCPredictor(predictor.cfg, device="cpu", allow_image_only=True)
+    lenient.model.load_state_dict(predictor.model.state_dict())
+    assert lenient.predict(img, K, T, depth=d).labels.shape == tuple(predictor.cfg.grid.dims)
+    strict = SSCPredictor(predictor.cfg, device="cpu", min_valid_depth_share=0.9)
+    with pytest.raises(ValueError, match="no usable depth"):  # the road-plane depth: far fewer in the grid
+        strict.prepare_batch(img, K, T, depth=depth)
+    with pytest.raises(ValueError, match="min_valid_depth_share"):
+        SSCPredictor(predictor.cfg, device="cpu", min_valid_depth_share=2.0)
+
+
+def test_other_cameras_are_fitted_uniformly_with_K_adjusted(predictor, inputs):
+    """`auto` (the default) keeps the reference's crop for a near-network-size image and fits any
+    other camera with one scale and the matching K; the FLoSP tables follow the fitted K."""
+    from sgn_ros.geometry import fit_intrinsics
+
+    img, K, T, depth = inputs
+    rng = np.random.default_rng(5)
+    big = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)  # 4:3, 1.5-4x the network size
+    Kb = np.array([[190.0, 0, 159.5], [0, 190.0, 119.5], [0, 0, 1]])
+    depth_b = np.full((240, 320), 8.0, np.float32)
+    batch = predictor.prepare_batch(big, Kb, T, depth=depth_b)
+    plan = fit_intrinsics((240, 320), Kb, NET_HW, "fit")
+    np.testing.assert_allclose(batch.intrinsics[0, 0].numpy(), plan.K, rtol=1e-6)
+    assert batch.intrinsics[0, 0, 0, 0] / batch.intrinsics[0, 0, 1, 1] == pytest.approx(1.0, abs=0.01)
+    exact = img[: NET_HW[0], : NET_HW[1]]
+    b2 = predictor.prepare_batch(exact, K, T, depth=depth[: NET_HW[0], : NET_HW[1]])  # network size: as is
+    np.testing.assert_allclose(b2.intrinsics[0, 0].numpy(), K, rtol=1e-6)
+    with pytest.raises(ValueError, match="focal"):
+        predictor.prepare_batch(big, np.diag([1e308, 1e308, 1.0]), T, depth=depth_b)
+
+
+def test_view_coverage_says_when_the_grid_is_out_of_view(predictor, inputs):
+    img, K, T, _ = inputs
+    ahead = predictor.view_coverage(img.shape[:2], K, T)
+    assert 0.1 < ahead <= 1.0
+    behind = T.copy()
+    behind[:3, :3] = T[:3, :3] @ np.diag([-1.0, -1.0, 1.0])  # camera turned to look backwards
+    assert predictor.view_coverage(img.shape[:2], K, behind) < 0.05

@@ -6,11 +6,11 @@
 """Geometry layer: SE(3) and quaternions, pinhole cameras, voxel centres, depth back-projection."""
 
 from sgn_ros.geometry.camera import (
+    FitPlan,
     camera_offset_from_P,
     camera_translation_from_P,
     check_intrinsics,
     crop_or_pad,
-    FitPlan,
     fit_image,
     fit_intrinsics,
     resize_image,

@@ -33,7 +33,7 @@ from sgn_ros.grid import VoxelGrid
 from sgn_ros.model.preprocessing import normalize_image
 from sgn_ros.model.projection import network_tables
 
-__all__ = ["SSCPrediction", "SSCPredictor", "select_device"]
+__all__ = ["SSCPrediction", "SSCPredictor", "select_device", "LOW_VIEW_COVERAGE", "MIN_VALID_DEPTH_SHARE"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ TABLE_CACHE_SIZE = 4
 MIN_VALID_DEPTH_SHARE = 0.01
 #: A LiDAR cloud (no pixel count to share against) needs at least this many points in the grid.
 MIN_GRID_POINTS = 100
+#: `view_coverage` below this: the grid lies mostly outside the camera's view, worth a warning
+#: (the synthetic KITTI rig: 0.68; 16:9 and 4:3 cameras at KITTI's height: ~0.5; a grid behind
+#: the camera: 0; bench/other_cameras.py).
+LOW_VIEW_COVERAGE = 0.2
 
 
 @dataclass
@@ -182,7 +186,8 @@ class SSCPredictor:
         in `prepare_batch`); ``fit`` scales uniformly and cuts keeping the horizon and near road;
         ``resize`` stretches; ``auto`` = ``crop`` for KITTI-size images, else ``fit``.
         """
-        plan = fit_intrinsics(image.shape[:2], check_intrinsics(K, "K", image.shape[:2]), self.cfg.data.image_size, mode)
+        K = check_intrinsics(K, "K", image.shape[:2])
+        plan = fit_intrinsics(image.shape[:2], K, self.cfg.data.image_size, mode)
         if plan.scaled_hw is None:
             h, w = self.cfg.data.image_size
             return image[:h, :w], plan.K
@@ -195,8 +200,9 @@ class SSCPredictor:
 
         Read from the FLoSP tables' field-of-view mask (cached per camera geometry, so calling it
         once per camera costs nothing). A low value means the grid lies mostly outside the camera's
-        view (wrong grid pose, a camera pitched away, a narrow lens): the node warns. The KITTI
-        rig sees about a third of its grid (see README, "Any camera").
+        view (wrong grid pose, a camera pitched away, a narrow lens): the node warns below
+        `LOW_VIEW_COVERAGE`. The KITTI rig sees about two thirds of its grid, other forward
+        cameras about half (README, "Any camera").
         """
         plan = fit_intrinsics(image_hw, check_intrinsics(K, "K", image_hw), self.cfg.data.image_size, mode)
         _, visible = self.tables([plan.K], [check_transform(lidar_to_cam, "lidar_to_cam")])

@@ -274,7 +274,8 @@ def camera_info_model(msg: Any, rectified: bool | None = None, topic: str = "cam
         if distorted:
             raise ValueError(
                 f"CameraInfo ({topic}): the images are distorted ({msg.distortion_model or 'model unset'}, "
-                f"d=[{', '.join(f'{v:.4g}' for v in d)}]); rectify them (image_proc's rectify node publishes image_rect) "
+                f"d=[{', '.join(f'{v:.4g}' for v in d)}]); rectify them "
+                "(image_proc's rectify node publishes image_rect) "
                 "or set the stream as rectified if it already is (KITTI sync drives)"
             )
         rectified = True
