@@ -16,7 +16,7 @@ NET_HW = (64, 160)
 # tiny network on a coarse grid over the same volume (0.8 m voxels)
 TINY = {
     "model": {"embed_dims": 16, "proposal_dims": [8, 8, 8, 8]},
-    "data": {"image_size": list(NET_HW)},
+    "data": {"image_size": list(NET_HW), "reference_focal": 80.0},  # the test camera's focal length
     "grid": {"voxel_size": 0.8, "dims": [64, 64, 8]},
 }
 
@@ -272,9 +272,12 @@ def test_other_cameras_are_fitted_uniformly_with_K_adjusted(predictor, inputs):
     Kb = np.array([[190.0, 0, 159.5], [0, 190.0, 119.5], [0, 0, 1]])
     depth_b = np.full((240, 320), 8.0, np.float32)
     batch = predictor.prepare_batch(big, Kb, T, depth=depth_b)
-    plan = fit_intrinsics((240, 320), Kb, NET_HW, "fit")
+    plan = fit_intrinsics((240, 320), Kb, NET_HW, "fit", 80.0)  # scaled to the training focal length
     np.testing.assert_allclose(batch.intrinsics[0, 0].numpy(), plan.K, rtol=1e-6)
+    assert batch.intrinsics[0, 0, 0, 0] == pytest.approx(80.0, rel=0.01)
     assert batch.intrinsics[0, 0, 0, 0] / batch.intrinsics[0, 0, 1, 1] == pytest.approx(1.0, abs=0.01)
+    # 320 px at 190 -> 135 px at 80: padded left and right with the mean colour (0 once normalised)
+    assert plan.left < 0 and np.all(batch.images[0, 0, :, :, 0].abs().numpy() < 0.01)
     exact = img[: NET_HW[0], : NET_HW[1]]
     b2 = predictor.prepare_batch(exact, K, T, depth=depth[: NET_HW[0], : NET_HW[1]])  # network size: as is
     np.testing.assert_allclose(b2.intrinsics[0, 0].numpy(), K, rtol=1e-6)

@@ -123,8 +123,8 @@ class SSCPredictor:
             prediction when none), for deliberate camera-only use.
 
     Images are fitted to cfg.data.image_size by `sgn_ros.geometry.fit_intrinsics` (``auto``: the
-    reference's top-left crop for KITTI-size images, a uniform scale and a horizon-keeping cut
-    with K adjusted for any other camera); a smaller crop is padded at the bottom / right with the
+    reference's top-left crop for KITTI-size images; for any other camera a uniform scale to the
+    training images' focal length and a horizon-keeping cut, K adjusted); a smaller crop is padded at the bottom / right with the
     mean colour. Pseudo-LiDAR from a depth map uses the full depth map and the original K.
     """
 
@@ -187,11 +187,12 @@ class SSCPredictor:
         ``resize`` stretches; ``auto`` = ``crop`` for KITTI-size images, else ``fit``.
         """
         K = check_intrinsics(K, "K", image.shape[:2])
-        plan = fit_intrinsics(image.shape[:2], K, self.cfg.data.image_size, mode)
+        plan = fit_intrinsics(image.shape[:2], K, self.cfg.data.image_size, mode, self.cfg.data.reference_focal)
         if plan.scaled_hw is None:
             h, w = self.cfg.data.image_size
             return image[:h, :w], plan.K
-        return fit_image(image, K, self.cfg.data.image_size, plan.mode)
+        fill = np.asarray(self.cfg.data.image_mean, dtype=np.float64) * 255.0  # the mean colour: ~0 once normalised
+        return fit_image(image, K, self.cfg.data.image_size, plan.mode, self.cfg.data.reference_focal, fill)
 
     def view_coverage(
         self, image_hw: tuple[int, int], K: np.ndarray, lidar_to_cam: np.ndarray, mode: str = "auto"
@@ -204,7 +205,8 @@ class SSCPredictor:
         `LOW_VIEW_COVERAGE`. The KITTI rig sees about two thirds of its grid, other forward
         cameras about half (README, "Any camera").
         """
-        plan = fit_intrinsics(image_hw, check_intrinsics(K, "K", image_hw), self.cfg.data.image_size, mode)
+        K = check_intrinsics(K, "K", image_hw)
+        plan = fit_intrinsics(image_hw, K, self.cfg.data.image_size, mode, self.cfg.data.reference_focal)
         _, visible = self.tables([plan.K], [check_transform(lidar_to_cam, "lidar_to_cam")])
         return float(visible[0, 0].float().mean())
 
