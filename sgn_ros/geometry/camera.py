@@ -35,7 +35,7 @@ AUTO_CROP_SLACK = 0.05
 
 #: ``fit``: the share of the network rows kept above the principal point (the horizon of a level
 #: camera); the rest shows the rows below it, so the near road stays in view (KITTI's own crop
-#: keeps 47 % above it and sees the road from 6.5 m; 25 % keeps it from ~4.5 m at KITTI's focal
+#: keeps 47 % above it and sees the road from 6.5 m; 25 % keeps it from 4.3 m at KITTI's focal
 #: length and height, with the same scores on the synthetic world, bench/other_cameras.py).
 FIT_HORIZON_SHARE = 0.25
 
