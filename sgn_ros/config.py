@@ -50,7 +50,7 @@ class DataConfig:
     # focal length (px) of the training images: `fit` scales other cameras to it, so objects keep
     # the pixel size the network learnt (SemanticKITTI 707-722, seq 00 and the synthetic world 718.856)
     reference_focal: float = 718.856
-    temporal: tuple[int, ...] = ()  # relative indices of earlier frames (SGN-T: -12 -9 -6 -3)
+    temporal: tuple[int, ...] = ()  # relative indices of earlier frames (SGN-T, SGN-L: -12 -9 -6 -3)
     depth_model: str = "msnet3d"  # folder tag of pseudo-LiDAR: sequences_<tag>_lidar
     labels_tag: str = "labels"  # folder of preprocessed labels under dataset/
     image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -82,6 +82,7 @@ class TrainConfig:
     checkpoint_interval_iters: int = 0  # 0: only at epoch ends
     seed: int = 0
     pretrained_backbone: str | None = None  # torchvision ResNet .pth file
+    load_from: str | None = None  # fine-tune: initial weights from a (model-only or training) checkpoint
     max_iters_per_epoch: int = 0  # 0: the whole split (smoke tests use a few)
     log_interval: int = 50  # iterations between logged (rank-averaged) loss means, as mmcv's log_config
 

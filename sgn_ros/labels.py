@@ -60,6 +60,18 @@ def _split_key(name: str) -> str:
     return {"val": "valid", "validation": "valid"}.get(name, name)
 
 
+def normalize_split(split: str) -> str:
+    """'val' / 'validation' -> 'valid' (the label YAML's key); train / valid / test unchanged.
+
+    Raises:
+        ValueError: any other name.
+    """
+    key = _split_key(split)
+    if key not in ("train", "valid", "test"):
+        raise ValueError(f"unknown split {split!r}; expected train, val (valid) or test")
+    return key
+
+
 @lru_cache(maxsize=8)
 def load_label_set(path_or_dataset: str) -> LabelSet:
     """Read a label YAML (``semantickitti``, ``kitti360`` or a path)."""

@@ -21,8 +21,8 @@ from sgn_ros.model.checkpoint import (
     checkpoint_kind,
     convert_reference_state_dict,
     infer_reference_variant,
+    load_model,
     load_model_weights,
-    load_sgn,
     ours_to_reference,
     read_checkpoint,
     reference_to_ours,
@@ -169,7 +169,8 @@ def test_round_trip_of_our_format(tmp_path):
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == CHECKPOINT_FORMAT and raw["provenance"] == {"source": "unit test"}
     assert not any(k.startswith("pts_bbox_head") for k in raw["model"])
-    loaded, loaded_cfg = load_sgn(path)
+    lm = load_model(path)
+    loaded, loaded_cfg = lm.model, lm.cfg
     assert loaded_cfg == cfg and not loaded.training
     batch = make_batch(cfg, 1)
     with torch.no_grad():
@@ -186,14 +187,15 @@ def test_convert_checkpoint_cli(tmp_path):
     src, dst = tmp_path / "released.pth", tmp_path / "out" / "sgn_l_kitti360.pth"
     torch.save({"state_dict": state, "meta": {"epoch": 31}}, src)
     assert cli.main(["convert-checkpoint", str(src), str(dst)]) == 0
-    model, cfg = load_sgn(dst)
+    lm = load_model(dst)
+    model, cfg = lm.model, lm.cfg
     assert (cfg.name, cfg.data.dataset) == ("sgn-l", "kitti360")
     own = model.state_dict()
     assert all(torch.equal(own[reference_to_ours(k)], v) for k, v in state.items())
     prov = torch.load(dst, weights_only=True)["provenance"]
     assert prov["epoch"] == 31 and len(prov["source_sha256"]) == 64
     with pytest.raises(ValueError, match="already an sgn_ros checkpoint"):
-        cli.main(["convert-checkpoint", str(dst), str(tmp_path / "again.pth")])
+        cli.main(["convert-checkpoint", "--debug", str(dst), str(tmp_path / "again.pth")])
 
 
 def test_compact_checkpoint_round_trip(tmp_path):

@@ -18,7 +18,9 @@ def test_all_variants_load_with_reference_defaults(variant, dataset):
     assert cfg.model.backbone == ("resnet50" if big else "resnet18")
     assert cfg.model.embed_dims == (128 if big else 64)
     assert cfg.model.sdb_depth == (3 if big else 1)
-    assert cfg.data.temporal == ((-12, -9, -6, -3) if variant == "sgn-t" else ())
+    # the released SGN-T and SGN-L configs are temporal; only SGN-S is single-frame
+    assert cfg.data.temporal == (() if variant == "sgn-s" else (-12, -9, -6, -3))
+    assert cfg.data.num_frames == (1 if variant == "sgn-s" else 5)
     assert cfg.train.lr == pytest.approx(2e-4) and cfg.train.epochs == 48 and cfg.train.grad_clip == 35.0
 
 
@@ -58,3 +60,19 @@ def test_unknown_variant_and_dataset():
         load_config("sgn-xl")
     with pytest.raises(ValueError, match="unknown dataset"):
         load_config("sgn-s", "nuscenes")
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_bundled_sgn_l_synth_is_single_frame(dataset):
+    """The bundled weights were trained single-frame: their YAML and their stored config say so,
+    while SGN-L as released (config/sgn-l.yaml) is temporal."""
+    import torch
+
+    from sgn_ros.weights import bundled_checkpoint
+
+    assert load_config("sgn-l-synth", dataset).data.temporal == ()
+    path = bundled_checkpoint("sgn-l-synth")
+    assert path is not None
+    stored = torch.load(path, map_location="cpu", weights_only=True)["config"]
+    assert stored["name"] == "sgn-l-synth" and list(stored["data"]["temporal"]) == []
+    assert config_from_dict(stored).data.num_frames == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -107,20 +108,22 @@ def test_scores_equal_api_computation(eval_tree, capsys) -> None:
     assert "mIoU" in printed and "traffic-sign" in printed
 
 
-def test_missing_and_bad_prediction_files(eval_tree) -> None:
+def test_missing_and_bad_prediction_files(eval_tree, capsys) -> None:
     root, _ = eval_tree
     pdir = root / "pred" / "sequences" / "08" / "predictions"
     args = ["evaluate", "--dataset", str(root / "gt"), "--predictions", str(root / "pred"), "--split", "val"]
     (pdir / "000005.label").rename(pdir / "keep.bin")
     with pytest.raises(FileNotFoundError, match=r"predictions/000005\.label"):
-        cli_main(args)
+        cli_main(["--debug", *args])
     (pdir / "000005.label").write_bytes(b"\0\0" * 10)
     with pytest.raises(kitti_io.DataFormatError, match=r"000005\.label: expected 4194304 bytes"):
-        cli_main(args)
+        cli_main([*args, "--debug"])
     # a raw id that is no class (outlier, 1) where the ground truth is evaluated
     kitti_io.write_label(pdir / "000005.label", np.ones(DEFAULT_GRID.num_voxels, np.uint16))
-    with pytest.raises(ValueError, match=r"000005\.label: .* raw ids \[1\]"):
-        cli_main(args)
+    assert cli_main(args) == 2  # without --debug: one line on stderr, exit status 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # (the progress bar writes to stderr before it)
+    assert re.search(r"^sgn-ros evaluate: error: .*000005\.label: .* raw ids \[1\]", last) and "Traceback" not in err
 
 
 def test_network_mode_arguments_are_declared() -> None:
@@ -132,4 +135,4 @@ def test_network_mode_arguments_are_declared() -> None:
     assert (args.export, args.json, args.device, args.dataset) == ("out", "s.json", "cpu", None)
     assert args.sequences == ["00"] and not args.unsafe_load and args.max_samples == 0 and not args.fp16
     with pytest.raises(ValueError, match="--dataset"):
-        cli_main(["evaluate", "--split", "val"])
+        cli_main(["evaluate", "--split", "val", "--debug"])

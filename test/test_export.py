@@ -75,7 +75,7 @@ def test_submission_zip_layout(test_split_tree, tmp_path) -> None:
     assert raw.size == DEFAULT_GRID.num_voxels
     # through the CLI, the split's sequences would be 11..21: name the missing ones
     with pytest.raises(FileNotFoundError, match="13"):
-        cli_main(["export", "--predictions", str(preds), "--zip", str(tmp_path / "b.zip"),
+        cli_main(["--debug", "export", "--predictions", str(preds), "--zip", str(tmp_path / "b.zip"),
                   "--dataset", str(data), "--split", "test"])  # fmt: skip
     assert cli_main(["export", "--predictions", str(preds), "--zip", str(tmp_path / "c.zip")]) == 0
     check_like_validate_submission(tmp_path / "c.zip", data, ["11", "12"])

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from sgn_ros.config import load_config
 from sgn_ros.data import kitti_io
-from sgn_ros.data.common import build_dataset
 from sgn_ros.data.kitti360 import KITTI360_CAM_TO_POSE, KITTI360_CAM_TO_VELO, KITTI360_K, Kitti360Dataset
+from sgn_ros.data.registry import build_dataset
 from sgn_ros.grid import DEFAULT_GRID
 
 SEQ = "2013_05_28_drive_0006_sync"  # the validation sequence
@@ -96,3 +97,23 @@ def test_kitti360_errors(kitti360_root, tmp_path) -> None:
     (bad / "poses.txt").write_text("0 1 2 3\n")
     with pytest.raises(kitti_io.DataFormatError, match=r"poses\.txt: each pose line needs a frame index and 12"):
         Kitti360Dataset(tmp_path, cfg, "val")
+
+
+def test_kitti360_neighbours_follow_the_reference_rule_with_pose_gaps(kitti360_root) -> None:
+    """The reference takes frame + offset only if it lies in 0 .. (pose rows - 1) and both frames
+    have a pose. poses.txt here has 15 rows for frames 0..15 without 6: frame 15 exists and has a
+    pose, yet as a neighbour it is beyond the row count and the current frame stands in."""
+    from sgn_ros.data.common import temporal_frame_ids
+
+    gapped = set(range(10)) | set(range(20, 30))  # 20 rows
+    assert temporal_frame_ids(25, (-12, -9, -6, -3), gapped) == [25, 25, 25, 25]  # 13..22 > 19 or no pose
+    assert temporal_frame_ids(9, (-12, -9, -6, -3), gapped) == [9, 0, 3, 6]  # -3 is before the sequence
+    assert temporal_frame_ids(8, (-3, 1, 2), gapped) == [5, 9, 8]  # 10 has no pose
+    data = {"image_size": [64, 192], "temporal": [5, -3, -4]}
+    cfg = load_config("sgn-s", dataset="kitti360", overrides={"data": data})
+    ds = Kitti360Dataset(kitti360_root, cfg, "val", load_points=False)
+    item = ds[[f for _, f in ds.samples].index(10)]
+    # 15: has a pose but 15 > 14 = rows - 1 -> 10; 7: fine; 6: no pose -> 10
+    assert item["meta"]["frame_ids"] == ["000010", "000010", "000007", "000010"]
+    assert torch.equal(item["lidar_to_cam"][1], item["lidar_to_cam"][0])
+    assert not torch.equal(item["lidar_to_cam"][2], item["lidar_to_cam"][0])

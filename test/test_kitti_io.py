@@ -7,6 +7,7 @@ import pytest
 
 from sgn_ros.data import kitti_io
 from sgn_ros.data.kitti_io import DataFormatError
+from sgn_ros.errors import DataError
 
 DIMS = (8, 4, 2)
 
@@ -105,3 +106,102 @@ def test_points_round_trip_and_errors(tmp_path) -> None:
         kitti_io.read_points(tmp_path / "q.bin")
     with pytest.raises(ValueError, match=r"expected \(N, 3\) or \(N, 4\)"):
         kitti_io.write_points(tmp_path / "r.bin", np.zeros((2, 5)))
+
+
+# --------------------------------------------------------------------------- broken-file corpus
+def _png(path, h=8, w=12) -> bytes:
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+    return path.read_bytes()
+
+
+def test_broken_files_are_named(tmp_path) -> None:
+    """Every reader names the file and the problem: truncated PNG / npy, wrong-size bin, NaN in
+    poses / calibration / times, missing files."""
+    good = _png(tmp_path / "good.png")
+    assert kitti_io.read_image(tmp_path / "good.png").shape == (8, 12, 3)
+    assert kitti_io.check_image(tmp_path / "good.png", (8, 12)) == (8, 12)
+    (tmp_path / "cut.png").write_bytes(good[: len(good) // 2])
+    with pytest.raises(DataFormatError, match=r"cut\.png: unreadable image") as e:
+        kitti_io.read_image(tmp_path / "cut.png")
+    assert e.value.path == tmp_path / "cut.png" and isinstance(e.value, DataError)
+    with pytest.raises(DataFormatError, match=r"cut\.png: truncated PNG"):
+        kitti_io.check_image(tmp_path / "cut.png")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    with pytest.raises(DataFormatError, match=r"junk\.png: unreadable image"):
+        kitti_io.read_image(tmp_path / "junk.png")
+    with pytest.raises(DataFormatError, match=r"good\.png: image is 8x12, smaller than 9x12"):
+        kitti_io.check_image(tmp_path / "good.png", (9, 12))
+
+    np.save(tmp_path / "lab.npy", np.arange(64, dtype=np.float32))
+    whole = (tmp_path / "lab.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(whole[:-10])
+    for fn in (kitti_io.read_npy, kitti_io.check_npy):
+        with pytest.raises(
+            DataFormatError, match=r"cut\.npy: truncated \.npy: \(64,\) float32 needs 384 bytes, got 374"
+        ):
+            fn(tmp_path / "cut.npy")
+    with pytest.raises(DataFormatError, match=r"cut\.npy: truncated"):
+        kitti_io.read_label_npy(tmp_path / "cut.npy", (4, 4, 4))
+    with pytest.raises(DataFormatError, match=r"lab\.npy: expected 27 values, got shape \(64,\)"):
+        kitti_io.read_label_npy(tmp_path / "lab.npy", (3, 3, 3))
+    (tmp_path / "head.npy").write_bytes(whole[:5])
+    with pytest.raises(DataFormatError, match=r"head\.npy: not a \.npy file"):
+        kitti_io.read_npy(tmp_path / "head.npy")
+
+    (tmp_path / "p.bin").write_bytes(b"\0" * 36)
+    with pytest.raises(DataFormatError, match=r"p\.bin: size 36 bytes is not a multiple of 16"):
+        kitti_io.check_points(tmp_path / "p.bin")
+
+    pose = np.eye(4)[None].repeat(3, 0)
+    kitti_io.write_poses(tmp_path / "poses.txt", pose)
+    text = (tmp_path / "poses.txt").read_text().splitlines()
+    text[1] = text[1].replace(text[1].split()[3], "nan", 1)
+    (tmp_path / "poses.txt").write_text("\n".join(text) + "\n")
+    with pytest.raises(DataFormatError, match=r"poses\.txt: non-finite value \(NaN or inf\) in pose line 2"):
+        kitti_io.read_poses(tmp_path / "poses.txt")
+    (tmp_path / "p360.txt").write_text("0 " + " ".join(["1"] * 12) + "\n7 " + " ".join(["inf"] * 12) + "\n")
+    with pytest.raises(DataFormatError, match=r"p360\.txt: non-finite value \(NaN or inf\) in pose line 2"):
+        kitti_io.read_indexed_poses(tmp_path / "p360.txt")
+    (tmp_path / "p360.txt").write_text("0.5 " + " ".join(["1"] * 12) + "\n")
+    with pytest.raises(DataFormatError, match=r"p360\.txt: the first column must hold frame indices"):
+        kitti_io.read_indexed_poses(tmp_path / "p360.txt")
+    (tmp_path / "word.txt").write_text("1 2 x\n")
+    with pytest.raises(DataFormatError, match=r"word\.txt: not a table of numbers"):
+        kitti_io.read_poses(tmp_path / "word.txt")
+    (tmp_path / "times.txt").write_text("0.0\nnan\n")
+    with pytest.raises(DataFormatError, match=r"times\.txt: non-finite value .* time line 2"):
+        kitti_io.read_times(tmp_path / "times.txt")
+
+    calib = {k: np.arange(12.0).reshape(3, 4) for k in kitti_io.CALIB_KEYS}
+    calib["P2"] = calib["P2"].copy()
+    calib["P2"][1, 1] = np.nan
+    kitti_io.write_calib(tmp_path / "calib.txt", calib)
+    with pytest.raises(DataFormatError, match=r"calib\.txt:3: non-finite value \(NaN or inf\) in 'P2'") as e:
+        kitti_io.read_calib(tmp_path / "calib.txt")
+    assert e.value.path == tmp_path / "calib.txt"
+
+    for fn in (kitti_io.read_image, kitti_io.read_npy, kitti_io.read_points, kitti_io.read_poses,
+               kitti_io.read_indexed_poses, kitti_io.read_calib, kitti_io.read_times, kitti_io.check_image):
+        with pytest.raises(FileNotFoundError, match=r"missing dataset file: .*absent\.x"):
+            fn(tmp_path / "absent.x")
+
+
+def test_label_npy_reads_float32_and_uint8(tmp_path) -> None:
+    """Label files are interchangeable both ways: the reference's float32 and older uint8 files
+    read to the same int64 ids; values that are not label ids are refused, naming the file."""
+    ids = np.random.default_rng(1).choice([0, 1, 7, 19, 255], size=(4, 4, 2)).astype(np.uint8)
+    np.save(tmp_path / "u8.npy", ids)
+    np.save(tmp_path / "f32.npy", ids.astype(np.float32))
+    a = kitti_io.read_label_npy(tmp_path / "u8.npy", (4, 4, 2))
+    b = kitti_io.read_label_npy(tmp_path / "f32.npy", (4, 4, 2))
+    assert a.dtype == b.dtype == np.int64
+    np.testing.assert_array_equal(a, ids)
+    np.testing.assert_array_equal(b, ids)
+    np.save(tmp_path / "half.npy", np.full((4, 4, 2), 0.5, np.float32))
+    with pytest.raises(DataFormatError, match=r"half\.npy: label values must be whole numbers"):
+        kitti_io.read_label_npy(tmp_path / "half.npy", (4, 4, 2))
+    np.save(tmp_path / "big.npy", np.full((4, 4, 2), 300, np.int32))
+    with pytest.raises(DataFormatError, match=r"big\.npy: label values must lie in 0\.\.255"):
+        kitti_io.read_label_npy(tmp_path / "big.npy", (4, 4, 2))

@@ -100,6 +100,9 @@ def test_preprocess_frame_and_cli(tmp_path) -> None:
     full = np.load(out[0])
     half = np.load(out[1])
     assert full.shape == DEFAULT_GRID.dims and half.shape == DEFAULT_GRID.scaled(2).dims
+    # the reference's dtypes: float32 full scale (its remap output), uint8 half scale (its
+    # downsampling); its trainer derives class weights from these files and expects them
+    assert full.dtype == np.float32 and half.dtype == np.uint8
     expected = completion_remap_lut(ls)[raw.astype(np.int64)]
     expected[invalid] = 255
     np.testing.assert_array_equal(full, expected)

@@ -258,3 +258,32 @@ def test_scene_class_affinity_gradient_finite_when_probability_underflows():
     assert torch.isfinite(loss) and loss > 100 / 3  # class 2: recall 0 -> 100 (the clamp), mean of 3 classes
     loss.backward()
     assert torch.isfinite(logits.grad).all()
+
+
+def test_occupancy_bce_range_where_reference_differs():
+    """Our BCE on logits against the reference's float32 sigmoid + BCE, per voxel: values agree on
+    [-27.63, 12], gradients on [-27.63, 16.63]; outside, the reference saturates where losses.py says."""
+    x = torch.linspace(-120.0, 40.0, 160_001)
+    for y in (0.0, 1.0):
+        target = torch.full((1, x.numel()), int(y), dtype=torch.int64)
+        ours_x = x.clone().requires_grad_()
+        ours = F.binary_cross_entropy_with_logits(ours_x, torch.full_like(x, y), reduction="none")
+        ours.sum().backward()
+        ref_x = x.clone().requires_grad_()
+        ref = F.binary_cross_entropy(torch.sigmoid(ref_x), torch.full_like(x, y), reduction="none")
+        ref.sum().backward()
+        inside = (x >= -27.63) & (x <= 16.63)
+        close = (x >= -27.63) & (x <= 12.0)
+        torch.testing.assert_close(ref[close], ours[close].detach(), rtol=1e-3, atol=1e-6)
+        torch.testing.assert_close(ref_x.grad[inside], ours_x.grad[inside], rtol=1e-3, atol=1e-6)
+        # our mean over a one-row volume equals the per-voxel mean
+        loss = occupancy_bce_loss(x[None, None, :, None, None].clone(), target[..., None, None])
+        torch.testing.assert_close(loss, ours.mean().detach())
+        if y == 0.0:
+            sat = x > 16.6357
+            assert torch.all(ref[sat] == 100) and torch.all(ref_x.grad[sat] == 0)
+            assert torch.all(ours_x.grad[sat] > 0.99)
+        else:
+            assert torch.all(ref[x < -88.73] == 100)
+            low = x < -30
+            assert torch.all(ref_x.grad[low].abs() < 0.1) and torch.all(ours_x.grad[low] < -0.99)

@@ -143,7 +143,7 @@ def test_forward_backward_every_variant(variant, dataset, batch_size):
     cfg = small_config(variant, dataset)
     model = build_model(cfg).train()
     batch = make_batch(cfg, batch_size)
-    assert batch.num_frames == (5 if variant == "sgn-t" else 1)
+    assert batch.num_frames == (1 if variant == "sgn-s" else 5)  # SGN-T and SGN-L are temporal
     out = model(batch)
     check_outputs(out, cfg, batch_size)
     assert torch.equal(out["seed_index"], expected_seeds(out["proposal_logits"].detach()))

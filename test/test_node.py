@@ -97,7 +97,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
                 "base": str(ROOT / "config" / "sgn-l.yaml"),
                 "name": "sgn-tiny",
                 "model": {"embed_dims": 16, "proposal_dims": [8, 8, 8, 8]},
-                "data": {"image_size": list(NET_HW)},
+                # single-frame (SGN-L itself is temporal; the temporal test below sets its own frames)
+                "data": {"image_size": list(NET_HW), "temporal": []},
                 "grid": {"origin": list(grid.origin), "voxel_size": grid.voxel_size, "dims": list(grid.dims)},
             }
         )

@@ -13,10 +13,11 @@ from sgn_ros.model.predictor import SSCPrediction, SSCPredictor, select_device
 from sgn_ros.model.preprocessing import normalize_image
 
 NET_HW = (64, 160)
-# tiny network on a coarse grid over the same volume (0.8 m voxels)
+# tiny single-frame network on a coarse grid over the same volume (0.8 m voxels); SGN-L itself is
+# temporal, the temporal tests set their own frames
 TINY = {
     "model": {"embed_dims": 16, "proposal_dims": [8, 8, 8, 8]},
-    "data": {"image_size": list(NET_HW), "reference_focal": 80.0},  # the test camera's focal length
+    "data": {"image_size": list(NET_HW), "temporal": [], "reference_focal": 80.0},  # the test camera's f
     "grid": {"voxel_size": 0.8, "dims": [64, 64, 8]},
 }
 

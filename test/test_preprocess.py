@@ -29,7 +29,7 @@ def reference_style_cloud(depth: np.ndarray, max_high: float) -> np.ndarray:
     for row in range(depth.shape[0]):
         for col in range(depth.shape[1]):
             d = depth[row, col]
-            if d <= 0:
+            if d < 0 or not np.isfinite(d):
                 continue
             cam = np.array([(col - cu) * d / fu + bx, (row - cv) * d / fv + by, d])
             velo = r.T @ cam - r.T @ t
@@ -52,6 +52,23 @@ def test_depth_to_lidar_matches_reference_formula() -> None:
     assert len(ref) < depth.size - 5  # the height limit removed some points
 
 
+def test_depth_zero_pixels_stay_at_the_camera_like_the_reference() -> None:
+    """The reference back-projects every pixel: depth 0 gives the camera's own position, kept."""
+    depth = np.full((4, 6), 8.0, np.float32)
+    depth[1, 2] = 0.0
+    depth[3, 5] = 0.0
+    depth[2, 0] = np.nan  # dropped by both (NaN fails the reference's x >= 0 test)
+    cloud = depth_map_to_lidar(depth, {"P2": P2, "Tr": TR})
+    ref = reference_style_cloud(depth, 80.0)
+    assert len(cloud) == len(ref) == 23
+    np.testing.assert_allclose(cloud[:, :3], ref, rtol=1e-6, atol=1e-5)
+    camera = np.linalg.inv(TR) @ np.array([P2[0, 3] / -P2[0, 0], P2[1, 3] / -P2[1, 1], 0.0, 1.0])
+    # row-major order: pixel (1, 2) is the 9th point, (3, 5) the last (NaN pixel (2, 0) is gone)
+    np.testing.assert_allclose(cloud[8, :3], camera[:3], atol=1e-6)
+    np.testing.assert_allclose(cloud[-1, :3], camera[:3], atol=1e-6)
+    assert cloud[0, 0] > 7  # ordinary pixels still 8 m ahead
+
+
 def test_depth_to_lidar_cli(tmp_path) -> None:
     root = tmp_path / "kitti"
     seq = root / "dataset" / "sequences" / "03"
@@ -71,8 +88,33 @@ def test_depth_to_lidar_cli(tmp_path) -> None:
     # a depth map of the wrong rank is named
     np.save(ddir / "000003.npy", np.zeros((2, 2, 2), np.float32))
     with pytest.raises(ValueError, match=r"000003\.npy: expected a depth map"):
-        cli_main(["preprocess", "depth-to-lidar", "--root", str(root), "--tag", "mydepth"])
+        cli_main(["--debug", "preprocess", "depth-to-lidar", "--root", str(root), "--tag", "mydepth"])
     with pytest.raises(FileNotFoundError, match=r"sequences_other_depth/sequences/03"):
-        cli_main(["preprocess", "depth-to-lidar", "--root", str(root), "--tag", "other"])
+        cli_main(["--debug", "preprocess", "depth-to-lidar", "--root", str(root), "--tag", "other"])
     with pytest.raises(FileNotFoundError, match=r"nothing/dataset/sequences"):
-        cli_main(["preprocess", "labels", "--root", str(tmp_path / "nothing")])
+        cli_main(["--debug", "preprocess", "labels", "--root", str(tmp_path / "nothing")])
+
+
+def test_the_config_grid_is_used_by_synth_preprocess_and_evaluate(tmp_path, capsys) -> None:
+    # regression: DEFAULT_GRID was used where cfg.grid belongs, so a grid.dims override disagreed with the labels
+    import shutil
+    from pathlib import Path
+
+    from sgn_ros.config import load_config
+    from sgn_ros.data.synth import generate_sequence
+
+    tiny = Path(__file__).resolve().parent / "configs" / "sgn_tiny.yaml"
+    grid = load_config(tiny).grid
+    seq = generate_sequence(tmp_path, sequence="08", frames=1, seed=1, depth=False, image_size=(32, 96), grid=grid)
+    label = seq / "voxels" / "000000.label"
+    assert label.stat().st_size == 2 * grid.num_voxels
+    assert cli_main(["preprocess", "labels", "--root", str(tmp_path), "--config", str(tiny)]) == 0
+    full = np.load(tmp_path / "dataset" / "labels" / "08" / "000000_1_1.npy")
+    assert full.size == grid.num_voxels
+    preds = tmp_path / "pred" / "sequences" / "08" / "predictions"
+    preds.mkdir(parents=True)
+    shutil.copy(label, preds / label.name)
+    args = ["evaluate", "--dataset", str(tmp_path), "--predictions", str(tmp_path / "pred"), "--split", "val"]
+    assert cli_main([*args, "--config", str(tiny)]) == 0
+    assert cli_main(args) == 2  # the default grid: the files are the wrong size, said in one line
+    assert "expected 4194304 bytes" in capsys.readouterr().err

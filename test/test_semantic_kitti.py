@@ -12,7 +12,8 @@ from sgn_ros.batch import SSCBatch
 from sgn_ros.config import load_config
 from sgn_ros.data import kitti_io
 from sgn_ros.data.collate import collate_ssc
-from sgn_ros.data.common import build_dataset, near_range_mask, temporal_frame_ids
+from sgn_ros.data.common import near_range_mask, temporal_frame_ids
+from sgn_ros.data.registry import build_dataset
 from sgn_ros.data.semantic_kitti import SemanticKittiDataset
 from sgn_ros.grid import DEFAULT_GRID, VoxelGrid
 
@@ -29,10 +30,14 @@ def _lidar_poses(root) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _expected_image(path, h: int, w: int) -> np.ndarray:
-    rgb = np.asarray(Image.open(path).convert("RGB"), np.float32)[:h, :w] / 255.0
-    mean = np.array([0.485, 0.456, 0.406], np.float32)
-    std = np.array([0.229, 0.224, 0.225], np.float32)
-    return ((rgb - mean) / std).transpose(2, 0, 1)
+    """The reference's image pipeline step by step: PIL RGB -> float32 / 255 -> top-left crop ->
+    ToTensor (HWC -> CHW, no rescaling of float input) -> Normalize (float32 sub, then div)."""
+    rgb = np.array(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+    rgb = rgb[:h, :w, :]
+    chw = torch.from_numpy(rgb.transpose(2, 0, 1).copy())
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    return chw.sub(mean).div(std).numpy()
 
 
 def test_samples_and_single_frame_item(synthetic_root) -> None:
@@ -43,9 +48,8 @@ def test_samples_and_single_frame_item(synthetic_root) -> None:
     item = ds[1]
     h, w = cfg.data.image_size
     assert item["images"].shape == (1, 3, h, w) and item["images"].dtype == torch.float32
-    np.testing.assert_allclose(
-        item["images"][0].numpy(), _expected_image(_seq(synthetic_root) / "image_2" / "000005.png", h, w), atol=1e-6
-    )
+    expected = _expected_image(_seq(synthetic_root) / "image_2" / "000005.png", h, w)
+    np.testing.assert_array_equal(item["images"][0].numpy(), expected)  # bit-identical to the reference
     _, calib = _lidar_poses(synthetic_root)
     np.testing.assert_allclose(item["intrinsics"][0].numpy(), calib["P2"][:3, :3], rtol=1e-6)
     np.testing.assert_allclose(item["lidar_to_cam"][0].numpy(), calib["Tr"], rtol=1e-6, atol=1e-6)
@@ -82,7 +86,7 @@ def test_temporal_frames_geometry(synthetic_root) -> None:
         expected = tr @ np.linalg.inv(poses[f]) @ poses[15]
         np.testing.assert_allclose(item["lidar_to_cam"][k].numpy(), expected, rtol=1e-5, atol=1e-5)
         img = _expected_image(_seq(synthetic_root) / "image_2" / f"{f:06d}.png", h, w)
-        np.testing.assert_allclose(item["images"][k].numpy(), img, atol=1e-6)
+        np.testing.assert_array_equal(item["images"][k].numpy(), img)  # bit-identical to the reference
         lidar_dir = synthetic_root / "dataset" / "sequences_msnet3d_lidar" / "sequences" / "00"
         counts.append(len(kitti_io.read_points(lidar_dir / f"{f:06d}.bin")))
     assert item["points"].shape == (sum(counts), 3)
@@ -96,6 +100,11 @@ def test_temporal_frames_geometry(synthetic_root) -> None:
         cam0 = pts @ l2c[:3, :3].T + l2c[:3, 3]
         # camera 0 -> image_2 camera: the x / y offsets of P2 (the reference's pseudo-LiDAR convention)
         cam2 = cam0 + np.array([p2[0, 3] / p2[0, 0], p2[1, 3] / p2[1, 1], 0.0])
+        # pixels without depth (0, e.g. the sky) are points at the camera itself, as in the
+        # reference's pseudo-LiDAR files: set them apart
+        at_camera = np.abs(cam2).max(axis=1) < 1e-3
+        assert at_camera.mean() < 0.5, f
+        cam2 = cam2[~at_camera]
         uvw = cam2 @ p2[:3, :3].T
         u, v = uvw[:, 0] / uvw[:, 2], uvw[:, 1] / uvw[:, 2]
         near = (np.abs(u - np.round(u)) < 0.05) & (np.abs(v - np.round(v)) < 0.05)
@@ -206,15 +215,18 @@ def test_missing_and_bad_files_are_named(synthetic_root, tmp_path) -> None:
 
 
 def test_reads_reference_label_files(synthetic_root, tmp_path) -> None:
-    """The reference stores the full-scale labels as float32 (uint8 here): both read the same."""
-    rel = "dataset/labels/00/000005_1_1.npy"
-    root = _mirror(synthetic_root, tmp_path, {rel})
-    ours = np.load(synthetic_root / rel)
-    np.save(root / rel, ours.astype(np.float32))
+    """Full-scale labels are float32 (as the reference writes them); uint8 files (ours before, or
+    converted ones) read the same, at both scales."""
+    rels = ("dataset/labels/00/000005_1_1.npy", "dataset/labels/00/000005_1_2.npy")
+    root = _mirror(synthetic_root, tmp_path, set(rels))
+    full, half = (np.load(synthetic_root / r) for r in rels)
+    assert full.dtype == np.float32 and half.dtype == np.uint8
+    np.save(root / rels[0], full.astype(np.uint8))
+    np.save(root / rels[1], half.astype(np.float32))
     item = SemanticKittiDataset(root, load_config("sgn-s"), "train", sequences=["00"])[1]
     assert item["target"].dtype == torch.int64
-    np.testing.assert_array_equal(item["target"].numpy(), ours)
-
+    np.testing.assert_array_equal(item["target"].numpy(), full)
+    np.testing.assert_array_equal(item["target_half"].numpy(), half)
 
 def test_samples_carry_projection_tables_from_float64_geometry(synthetic_root) -> None:
     """The datasets make FLoSP's tables in their workers from the float64 transforms (issue #15:
@@ -239,3 +251,93 @@ def test_samples_carry_projection_tables_from_float64_geometry(synthetic_root) -
     assert torch.equal(item["gather_index"], index) and torch.equal(item["fov_mask"], visible)
     batch = collate_ssc([item, ds[1]])
     assert batch.gather_index.shape == (2, f, n) and batch.fov_mask.shape == (2, f, n)
+
+
+def test_preflight_names_every_broken_file(synthetic_root, tmp_path) -> None:
+    """preflight() checks every file of the split by size and header; one error lists them all."""
+    from sgn_ros.data.common import preflight
+
+    cfg = load_config("sgn-l")  # temporal: the neighbours' images and points are checked too
+    ds = SemanticKittiDataset(synthetic_root, cfg, "train", sequences=["00"])
+    # 4 samples (0, 5, 10, 15) with neighbours 2; 1, 4, 7; 3, 6, 9, 12 (the rest fall back to
+    # the current frame): 12 images + 12 points + 4 x 2 labels
+    assert preflight(ds, progress=False) == 32
+    png, cloud, label = (
+        "dataset/sequences/00/image_2/000003.png",  # only a neighbour (of frame 15)
+        "dataset/sequences_msnet3d_lidar/sequences/00/000010.bin",
+        "dataset/labels/00/000015_1_2.npy",
+    )
+    root = _mirror(synthetic_root, tmp_path, {png, cloud, label})
+    data = (synthetic_root / png).read_bytes()
+    (root / png).write_bytes(data[: len(data) - 100])
+    (root / cloud).write_bytes(b"\0" * 20)
+    (root / label).write_bytes((synthetic_root / label).read_bytes()[:-1])
+    (root / "dataset/sequences/00/image_2/000006.png").unlink()
+    ds = SemanticKittiDataset(root, cfg, "train", sequences=["00"])
+    with pytest.raises(kitti_io.DataFormatError, match=r"4 of 32 files unusable") as e:
+        preflight(ds, progress=False)
+    msg = str(e.value)
+    for name in ("image_2/000003.png: truncated PNG", "00/000010.bin: size 20 bytes", "000015_1_2.npy: truncated",
+                 "missing dataset file: " + str(root / "dataset/sequences/00/image_2/000006.png")):
+        assert name in msg, name
+    with pytest.raises(kitti_io.DataFormatError, match="4 of 32 files"):
+        SemanticKittiDataset(root, cfg, "train", sequences=["00"], check_files=True)
+    # reading the truncated image itself names it (Pillow alone says only "image file is truncated")
+    with pytest.raises(kitti_io.DataFormatError, match=r"image_2/000003\.png: unreadable image"):
+        ds[3]
+
+
+def test_sgn_l_temporal_end_to_end(synthetic_root) -> None:
+    """SGN-L as released (5 frames): synthetic sequence -> reader -> batch -> model forward +
+    loss backward at reduced size. Neighbours are the offset frames, their points are moved into
+    the current LiDAR frame, and the current frame stands in where a neighbour is missing."""
+    from dataclasses import replace
+
+    from sgn_ros.data.labels_preprocess import downsample_labels
+    from sgn_ros.geometry import apply_transform
+    from sgn_ros.model import build_model
+    from sgn_ros.model.losses import SGNLoss
+
+    small = {"model": {"embed_dims": 16, "proposal_dims": [8, 8, 8, 8]}, "data": {"image_size": [64, 192]}}
+    cfg = load_config("sgn-l", overrides=small)
+    assert cfg.data.temporal == (-12, -9, -6, -3)
+    ds = SemanticKittiDataset(synthetic_root, cfg, "train", sequences=["00"])
+    poses, _ = _lidar_poses(synthetic_root)
+    lidar_dir = synthetic_root / "dataset" / "sequences_msnet3d_lidar" / "sequences" / "00"
+    items = [ds[1], ds[3]]  # frames 5 and 15
+    for item, frame, expected in ((items[0], 5, [5, 5, 5, 5, 2]), (items[1], 15, [15, 3, 6, 9, 12])):
+        assert item["meta"]["frame_ids"] == [f"{f:06d}" for f in expected]
+        start = 0
+        for k, f in enumerate(expected):
+            raw = kitti_io.read_points(lidar_dir / f"{f:06d}.bin")[:, :3].astype(np.float64)
+            moved = apply_transform(np.linalg.inv(poses[frame]) @ poses[f], raw)
+            got = item["points"][start : start + len(raw)].numpy()
+            np.testing.assert_allclose(got, moved, rtol=0, atol=1e-4)
+            start += len(raw)
+            if f == frame:  # stand-in: the current frame's image and camera again
+                assert torch.equal(item["images"][k], item["images"][0])
+                assert torch.equal(item["lidar_to_cam"][k], item["lidar_to_cam"][0])
+            else:
+                assert not torch.equal(item["images"][k], item["images"][0])
+                assert np.abs(moved - raw).max() > 0.5  # the car moved between the frames
+        assert start == len(item["points"])
+    batch = collate_ssc(items)
+    assert batch.images.shape == (2, 5, 3, 64, 192) and batch.num_frames == 5
+    # the network on a 4x coarser grid over the same volume, targets reduced by the reference rule
+    net_cfg = load_config("sgn-l", overrides={**small, "grid": {"voxel_size": 0.8, "dims": [64, 64, 8]}})
+    full = [downsample_labels(t.numpy(), 4) for t in batch.target]
+    batch = replace(
+        batch,
+        target=torch.from_numpy(np.stack(full)).long(),
+        target_half=torch.from_numpy(np.stack([downsample_labels(t, 2) for t in full])).long(),
+    )
+    torch.manual_seed(0)
+    model = build_model(net_cfg).train()
+    out = model(batch)
+    losses = SGNLoss(net_cfg)(out, batch)
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert sum(g.abs().sum() for g in grads) > 0

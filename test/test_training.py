@@ -171,7 +171,7 @@ def test_killed_run_resumes_exactly(tiny_root: Path, tmp_path: Path) -> None:
 def test_overfit_loss_falls_iou_rises_and_evaluate_cli(tiny_root: Path, tmp_path: Path) -> None:
     from sgn_ros.cli import build_parser
     from sgn_ros.evaluation.cli import main as evaluate_main
-    from sgn_ros.training.evaluate import evaluate_model, make_eval_loader
+    from sgn_ros.evaluation.network import evaluate_model, make_eval_loader
     from sgn_ros.training.trainer import Trainer
 
     epochs = 40  # 80 iterations; a short warm-up keeps the first AdamW steps of a toy network stable
@@ -238,7 +238,7 @@ def test_train_cli_errors_name_the_problem(tiny_root: Path, tmp_path: Path) -> N
 
 # --------------------------------------------------------------------------- building blocks
 def test_sampler_resumes_mid_epoch_in_the_same_order() -> None:
-    from sgn_ros.training.distributed import ResumableDistributedSampler, ShardSampler
+    from sgn_ros.distributed import ResumableDistributedSampler, ShardSampler
 
     data = list(range(11))
     for rank in range(3):
@@ -277,3 +277,45 @@ def test_non_finite_values_stop_training_with_a_clear_error() -> None:
     check_finite({"loss": 1.0, "grad_norm": float("inf")}, 3, amp=True)  # AMP: the scaler skips such steps
     with pytest.raises(FloatingPointError, match="iteration 3.*grad_norm"):
         check_finite({"loss": 1.0, "grad_norm": float("nan")}, 3, amp=False)
+
+
+# --------------------------------------------------------------------------- fine-tuning, failed runs
+def test_fine_tune_from_a_model_only_checkpoint(tiny_root: Path, tmp_path: Path) -> None:
+    from sgn_ros.errors import CheckpointError
+    from sgn_ros.model import build_model
+    from sgn_ros.model.checkpoint import save_checkpoint
+    from sgn_ros.training.trainer import Trainer
+
+    cfg = load_config(TINY)
+    torch.manual_seed(5)
+    src = build_model(cfg)
+    path = save_checkpoint(tmp_path / "model_only.pth", src, cfg)
+    tuned = load_config(TINY, overrides={"train": {"load_from": str(path), "eval_interval": 0}})
+    trainer = Trainer(tuned, tiny_root, tmp_path / "w", train_sequences=[SEQ])
+    got = trainer.model.state_dict()
+    for k, v in src.state_dict().items():
+        assert torch.equal(got[k], v), k
+    assert trainer.state.iteration == 0  # weights only: fresh optimiser and schedule
+    other_grid = load_config(TINY, overrides={"train": {"load_from": str(path)}, "grid": {"dims": [32, 32, 8],
+                                                                                          "voxel_size": 1.6}})
+    with pytest.raises(CheckpointError, match=r"model_only\.pth: contradicts the request: grid"):
+        Trainer(other_grid, tiny_root, tmp_path / "w2", train_sequences=[SEQ])
+
+
+def test_a_run_failing_in_data_loading_leaves_nothing(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from sgn_ros.cli import main as cli_main
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_root, root)
+    image = root / "dataset" / "sequences" / SEQ / "image_2" / "000005.png"
+    image.unlink()
+    work = tmp_path / "runs" / "w"
+    rc = cli_main(["train", "--config", str(TINY), "--data-root", str(root), "--work-dir", str(work),
+                   "--train-sequences", SEQ, "--device", "cpu", "--override", "train.eval_interval=0",
+                   "train.epochs=1"])
+    assert rc == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("sgn-ros train: error: missing dataset file: ") and "000005.png" in last
+    assert not (tmp_path / "runs").exists()  # no config.yaml, tb/ or train.log left behind

@@ -15,26 +15,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from sgn_ros.config import SGNConfig
 from sgn_ros.data import kitti_io
+from sgn_ros.data.registry import dataset_spec
 from sgn_ros.geometry import apply_transform, crop_or_pad, invert_transform
 from sgn_ros.grid import VoxelGrid
-from sgn_ros.labels import IGNORE_LABEL, LabelSet, load_label_set
+from sgn_ros.labels import IGNORE_LABEL, LabelSet, load_label_set, normalize_split
 from sgn_ros.model.preprocessing import normalize_image
 from sgn_ros.model.projection import network_tables
 
 PathLike = str | os.PathLike[str]
-
-
-def normalize_split(split: str) -> str:
-    """'val' / 'validation' -> 'valid' (the label YAML's key); other names unchanged."""
-    key = {"val": "valid", "validation": "valid"}.get(split, split)
-    if key not in ("train", "valid", "test"):
-        raise ValueError(f"unknown split {split!r}; expected train, val (valid) or test")
-    return key
 
 
 def near_range_mask(grid: VoxelGrid, eval_range: float | None) -> np.ndarray | None:
@@ -66,13 +59,22 @@ def near_range_mask(grid: VoxelGrid, eval_range: float | None) -> np.ndarray | N
 
 
 def temporal_frame_ids(frame: int, offsets: tuple[int, ...], available: set[int] | range) -> list[int]:
-    """Frame ids of the temporal neighbours; the current frame stands in for a missing one.
+    """Frame ids of the temporal neighbours, by the reference's rule (both datasets).
 
-    Where the current frame itself has no pose (KITTI-360 gaps), every neighbour is the current frame.
+    `available` holds the frame ids that have a pose (one per row of poses.txt). The neighbour
+    ``frame + o`` is used when it lies in 0 .. len(available) - 1 (the reference compares with the
+    number of pose rows, not with the frame ids) and both it and `frame` have a pose; otherwise the
+    current frame stands in. With KITTI-360's gapped poses.txt a frame id beyond the row count
+    therefore falls back even when it has a pose.
     """
+    last = len(available) - 1
     if frame not in available:
         return [frame] * len(offsets)
-    return [frame + o if (frame + o) in available else frame for o in offsets]
+    out = []
+    for o in offsets:
+        t = frame + o
+        out.append(t if 0 <= t <= last and t in available else frame)
+    return out
 
 
 @dataclass(frozen=True)
@@ -105,11 +107,14 @@ class SSCDataset(Dataset):
         target_half   (X/2, Y/2, Z/2) int64 (None where no labels exist)
         meta          dict: sequence, frame_id, image_paths, frame_ids
 
-    Frame 0 is the current frame, frames 1.. follow cfg.data.temporal (SGN-T: -12, -9, -6, -3);
-    a neighbour outside the sequence (or without a pose) is replaced by the current frame, whose
-    image and points then appear again, as in the reference. A neighbour's points are moved with
-    inv(T_current) @ T_neighbour of the LiDAR poses (the reference multiplies the file's 4th
-    column, which pseudo-LiDAR files set to 1, as the homogeneous coordinate; we use 1).
+    Frame 0 is the current frame, frames 1.. follow cfg.data.temporal (SGN-T and SGN-L: -12, -9,
+    -6, -3); a neighbour outside 0 .. (pose rows - 1) or without a pose is replaced by the current
+    frame (`temporal_frame_ids`), whose image and points then appear again, as in the reference.
+    A neighbour's points are moved with inv(T_current) @ T_neighbour of the LiDAR poses (the
+    reference multiplies the file's 4th column, which pseudo-LiDAR files set to 1, as the
+    homogeneous coordinate; we use 1). Where
+    the current frame stands in, we use the exact identity; the reference multiplies by
+    inv(T) @ T, which differs from it by float64 rounding (below 1e-12 m).
     Samples are the frames that have ``voxels/*.bin`` (the reference's scan) or ``*.label``.
     """
 
@@ -126,6 +131,7 @@ class SSCDataset(Dataset):
         sequences: list[str] | None = None,
         preprocess_root: PathLike | None = None,
         load_points: bool = True,
+        check_files: bool = False,
     ) -> None:
         self.root = Path(root)
         if self.required_dir and not (self.root / self.required_dir).is_dir():
@@ -153,13 +159,16 @@ class SSCDataset(Dataset):
             info = self.read_sequence(name)
             self.sequences[name] = info
             self.samples.extend((name, f) for f in self.find_frames(name))
+        if check_files:
+            preflight(self)
 
     # ------------------------------------------------------------------ layout (subclasses)
     def default_preprocess_root(self) -> Path:
         raise NotImplementedError
 
     def sequence_name(self, number: int) -> str:
-        raise NotImplementedError
+        """Directory name of sequence `number` (the registry's naming of this dataset)."""
+        return dataset_spec(self.dataset_name).sequence_name(number)
 
     def sequence_dir(self, seq: str) -> Path:
         raise NotImplementedError
@@ -198,13 +207,14 @@ class SSCDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def sample_frames(self, seq: str, frame: int) -> list[int]:
+        """Frame ids a sample reads: the current frame, then one per cfg.data.temporal offset."""
+        return [frame, *temporal_frame_ids(frame, self.offsets, self.neighbours_available(seq))]
+
     # ------------------------------------------------------------------ loading
     def load_image(self, path: Path) -> np.ndarray:
         """PNG -> (3, H, W) float32, top-left crop to cfg.data.image_size, normalised."""
-        if not path.is_file():
-            raise FileNotFoundError(f"missing dataset file: {path}")
-        with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
+        rgb = kitti_io.read_image(path)
         h, w = self.image_size
         if rgb.shape[0] < h or rgb.shape[1] < w:
             raise ValueError(
@@ -223,16 +233,12 @@ class SSCDataset(Dataset):
             raise FileNotFoundError(
                 f"missing dataset file: {path} (preprocessed labels; run `sgn-ros preprocess labels`)"
             )
-        arr = np.load(path)
-        if arr.size != int(np.prod(dims)):
-            n = int(np.prod(dims))
-            raise kitti_io.DataFormatError(f"{path}: expected {dims} = {n} labels, got shape {arr.shape}")
-        return arr.reshape(dims).astype(np.int64)
+        return kitti_io.read_label_npy(path, dims)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         seq, frame = self.samples[index]
         info = self.sequences[seq]
-        frames = [frame, *temporal_frame_ids(frame, self.offsets, self.neighbours_available(seq))]
+        frames = self.sample_frames(seq, frame)
         ref = info.poses.get(frame)
         images, l2c, pts = [], [], []
         loaded_images: dict[int, np.ndarray] = {}  # a stand-in frame is decoded once
@@ -251,8 +257,8 @@ class SSCDataset(Dataset):
                 if f not in loaded_points:
                     loaded_points[f] = self.load_points_file(self.points_path(seq, f))
                 p = loaded_points[f]
-                if f != frame:
-                    p = apply_transform(invert_transform(ref_to_f), p)
+                if f != frame:  # inv(T_current) @ T_f, the reference's product (not inv(ref_to_f))
+                    p = apply_transform(invert_transform(ref) @ info.poses[f], p)
                 pts.append(p)
         target = self.load_target(seq, frame, "1_1", self.grid.dims)
         if target is not None and self._range_mask is not None:
@@ -284,14 +290,48 @@ class SSCDataset(Dataset):
         }
 
 
-def build_dataset(root: PathLike, cfg: SGNConfig, split: str, **kwargs: Any) -> SSCDataset:
-    """The reader of cfg.data.dataset (``semantickitti`` or ``kitti360``) for `split`."""
-    if cfg.data.dataset == "semantickitti":
-        from sgn_ros.data.semantic_kitti import SemanticKittiDataset
+def preflight(dataset: SSCDataset, progress: bool = True) -> int:
+    """Check every file the dataset's samples will read, before training or evaluation starts.
 
-        return SemanticKittiDataset(root, cfg, split, **kwargs)
-    if cfg.data.dataset == "kitti360":
-        from sgn_ros.data.kitti360 import Kitti360Dataset
+    Sizes and headers only (no decoding), so a whole split takes seconds: images exist, are
+    complete PNGs (IEND present) and at least the crop; pseudo-LiDAR ``.bin`` files are whole
+    points; label ``.npy`` files are complete and hold the grid's number of values (absent ones
+    are allowed on the test split). Every problem is collected; one `DataError` lists them (the
+    first 20), each naming its file, so a missing file fails at start-up rather than hours in.
 
-        return Kitti360Dataset(root, cfg, split, **kwargs)
-    raise ValueError(f"data.dataset: unknown dataset {cfg.data.dataset!r}; expected semantickitti or kitti360")
+    Returns:
+        the number of distinct files checked.
+    """
+    checks: dict[Path, tuple[str, Any]] = {}
+    for seq, frame in dataset.samples:
+        for f in dataset.sample_frames(seq, frame):
+            checks.setdefault(dataset.image_path(seq, f), ("image", dataset.image_size))
+            if dataset.load_points:
+                checks.setdefault(dataset.points_path(seq, f), ("points", None))
+        for scale, grid in (("1_1", dataset.grid), ("1_2", dataset.grid.scaled(2))):
+            checks.setdefault(dataset.label_path(seq, frame, scale), ("label", int(np.prod(grid.dims))))
+    problems: list[str] = []
+    first_path: Path | None = None
+    for path, (kind, arg) in tqdm(checks.items(), desc=f"pre-flight {dataset.dataset_name}", unit="file",
+                                  disable=not progress):
+        try:
+            if kind == "image":
+                kitti_io.check_image(path, arg)
+            elif kind == "points":
+                kitti_io.check_points(path)
+            elif dataset.split == "test" and not path.is_file():
+                continue
+            else:
+                kitti_io.check_npy(path, arg)
+        except (FileNotFoundError, kitti_io.DataFormatError) as e:
+            first_path = first_path or path
+            problems.append(str(e))
+    if problems:
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise kitti_io.DataFormatError(
+            first_path,
+            f"{dataset.dataset_name} {dataset.split}: {len(problems)} of {len(checks)} files unusable:\n  "
+            + "\n  ".join(problems[:20]) + more,
+        )
+    return len(checks)
+

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from sgn_ros.data.common import SequenceInfo, SSCDataset
-from sgn_ros.data.kitti_io import DataFormatError
+from sgn_ros.data.kitti_io import read_indexed_poses
 
 #: rectified perspective camera 00: fx = fy, cx, cy in pixels (KITTI-360 calibration).
 KITTI360_K = np.array([[552.554261, 0.0, 682.049453], [0.0, 552.554261, 238.769549], [0.0, 0.0, 1.0]])
@@ -43,17 +43,7 @@ def read_kitti360_poses(path: Path, lidar_to_cam: np.ndarray) -> dict[int, np.nd
 
     LiDAR pose = pose @ cam_to_pose @ lidar_to_cam (LiDAR -> camera 00 -> IMU -> world).
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"missing dataset file: {path}")
-    rows = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    if rows.size and rows.shape[1] != 13:
-        raise DataFormatError(f"{path}: each pose line needs a frame index and 12 numbers, got {rows.shape[1]} values")
-    out = {}
-    for row in rows:
-        pose = np.eye(4)
-        pose[:3, :] = row[1:].reshape(3, 4)
-        out[int(row[0])] = pose @ KITTI360_CAM_TO_POSE @ lidar_to_cam
-    return out
+    return {f: pose @ KITTI360_CAM_TO_POSE @ lidar_to_cam for f, pose in read_indexed_poses(path).items()}
 
 
 class Kitti360Dataset(SSCDataset):
@@ -73,9 +63,6 @@ class Kitti360Dataset(SSCDataset):
 
     def default_preprocess_root(self) -> Path:
         return self.root / "preprocess"
-
-    def sequence_name(self, number: int) -> str:
-        return f"2013_05_28_drive_{int(number):04d}_sync"
 
     def sequence_dir(self, seq: str) -> Path:
         return self.root / "data_2d_raw" / seq

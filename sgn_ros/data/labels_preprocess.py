@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from sgn_ros.data import kitti_io
-from sgn_ros.fileio import atomic_path
 from sgn_ros.grid import VoxelGrid
 from sgn_ros.labels import IGNORE_LABEL, LabelSet
 
@@ -94,11 +93,10 @@ def downsample_labels(labels: np.ndarray, factor: int = 2) -> np.ndarray:
     return np.where(empty, fill, best).astype(np.uint8)
 
 
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, fsync=False) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
+#: dtype the reference writes per scale: full scale float32 (its remap output), reduced scales
+#: uint8 (its downsampling output). The reference's training casts these dtypes as it expects
+#: them (uint8 full-scale files make it compute all-zero class weights), so we write the same.
+SCALE_DTYPE = {1: np.float32, 2: np.uint8, 4: np.uint8, 8: np.uint8}
 
 
 def preprocess_frame(
@@ -111,9 +109,10 @@ def preprocess_frame(
 ) -> list[Path]:
     """Write ``out_dir/<frame>_1_1.npy`` (and ``_1_2.npy`` ...) from ``voxel_dir/<frame>.label/.invalid``.
 
-    Files hold uint8 training ids (255 = unknown) shaped (X, Y, Z) of `grid` scaled by each
-    factor; the values equal the reference's files (which store the full scale as float32),
-    and the dataset readers accept either dtype. Writes are atomic.
+    Files hold training ids (255 = unknown) shaped (X, Y, Z) of `grid` scaled by each factor,
+    in the reference's dtypes (`SCALE_DTYPE`: float32 full scale, uint8 reduced), so the files
+    are interchangeable with the reference's both ways; the dataset readers accept float32 and
+    uint8 at every scale. Writes are atomic.
     """
     voxel_dir = Path(voxel_dir)
     label_path = voxel_dir / f"{frame_id}.label"
@@ -125,6 +124,6 @@ def preprocess_frame(
         if s not in SCALE_SUFFIX:
             raise ValueError(f"preprocess_frame: unsupported scale {s}; expected one of {sorted(SCALE_SUFFIX)}")
         out = Path(out_dir) / f"{frame_id}_{SCALE_SUFFIX[s]}.npy"
-        _atomic_save_npy(out, downsample_labels(full, s))
+        kitti_io.write_npy(out, downsample_labels(full, s).astype(SCALE_DTYPE[s]))
         written.append(out)
     return written

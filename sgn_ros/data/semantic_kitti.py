@@ -47,9 +47,6 @@ class SemanticKittiDataset(SSCDataset):
     def default_preprocess_root(self) -> Path:
         return self.root / "dataset"
 
-    def sequence_name(self, number: int) -> str:
-        return f"{int(number):02d}"
-
     def sequence_dir(self, seq: str) -> Path:
         return self.root / "dataset" / "sequences" / seq
 

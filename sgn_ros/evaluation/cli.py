@@ -6,7 +6,7 @@
 #     0 itself, become 255), voxels with ground truth 255 or marked invalid are skipped; --json
 #     writes its scores.txt keys (iou_completion, iou_mean, iou_<class>) plus precision, recall.
 #  2. network: --checkpoint CKPT --config ... --data-root ... --split val [--export DIR]
-#     is run by sgn_ros.training.evaluate.run_network_evaluation (imported only then).
+#     is run by sgn_ros.evaluation.network.run_network_evaluation (imported only then).
 """The `sgn-ros evaluate` command (SemanticKITTI protocol)."""
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from sgn_ros.config import load_config
 from sgn_ros.data import kitti_io
-from sgn_ros.data.common import normalize_split
 from sgn_ros.data.labels_preprocess import completion_remap_lut
-from sgn_ros.evaluation.metrics import SSCMetrics, format_table
+from sgn_ros.data.registry import spec_for_labels, split_sequences
+from sgn_ros.evaluation.metrics import SSCMetrics, format_table, scores_for_output
 from sgn_ros.fileio import atomic_path
-from sgn_ros.grid import DEFAULT_GRID, VoxelGrid
-from sgn_ros.labels import IGNORE_LABEL, LabelSet, load_label_set
+from sgn_ros.grid import VoxelGrid
+from sgn_ros.labels import IGNORE_LABEL, LabelSet, load_label_set, normalize_split
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     files.add_argument("--output", default=None, help="also write scores.txt (YAML, as the api) into this folder")
     net = parser.add_argument_group("evaluate a checkpoint (network over a split)")
     net.add_argument("--checkpoint", default=None, help="model checkpoint; selects network evaluation")
-    net.add_argument("--config", default="sgn-s", help="variant (sgn-t, sgn-s, sgn-l) or config yaml")
+    parser.add_argument(
+        "--config", default=None,
+        help="variant (sgn-t, sgn-s, sgn-l) or config yaml; default: the checkpoint's stored config (reference "
+        "files: inferred from shapes); prediction files: the voxel grid comes from it (default sgn-s)",
+    )
     net.add_argument("--dataset-name", default=None, help="semantickitti or kitti360 (default: the config's)")
     net.add_argument("--data-root", default=None, help="dataset root (SemanticKITTI: holds dataset/)")
     net.add_argument("--export", default=None, help="write predictions in submission format under this folder")
@@ -93,10 +98,13 @@ def score_files(
     predictions: Path,
     sequences: list[str],
     label_set: LabelSet,
-    grid: VoxelGrid = DEFAULT_GRID,
+    grid: VoxelGrid,
     progress: bool = True,
 ) -> SSCMetrics:
-    """Accumulate the confusion matrix of all prediction files of `sequences` (see module doc)."""
+    """Accumulate the confusion matrix of all prediction files of `sequences` (see module doc).
+
+    `grid` is the config's voxel grid (cfg.grid): its dims say how many voxels each file holds.
+    """
     lut = completion_remap_lut(label_set)
     metrics = SSCMetrics(label_set.num_classes, label_set.names)
     pairs = evaluation_pairs(dataset, predictions, sequences)
@@ -120,20 +128,9 @@ def score_files(
     return metrics
 
 
-def scores_for_output(scores: dict, label_set: LabelSet, precision_recall: bool = True) -> dict[str, float]:
-    """The api's scores.txt keys (iou_completion, iou_mean, iou_<class>), plus precision and recall."""
-    out = {"iou_completion": scores["iou_completion"], "iou_mean": scores["iou_mean"]}
-    for i in range(1, label_set.num_classes):
-        out[f"iou_{label_set.names[i]}"] = scores["iou_per_class"][i]
-    if precision_recall:
-        out["precision"] = scores["precision"]
-        out["recall"] = scores["recall"]
-    return out
-
-
 def main(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
-        from sgn_ros.training.evaluate import run_network_evaluation
+        from sgn_ros.evaluation.network import run_network_evaluation
 
         return int(run_network_evaluation(args) or 0)
     if args.dataset is None:
@@ -144,8 +141,9 @@ def main(args: argparse.Namespace) -> int:
         dataset = dataset / "dataset"
     predictions = Path(args.predictions) if args.predictions else dataset
     split = normalize_split(args.split)
-    sequences = [f"{s:02d}" for s in label_set.splits[split]]
-    metrics = score_files(dataset, predictions, sequences, label_set)
+    sequences = split_sequences(label_set, split)
+    grid = load_config(args.config or "sgn-s", dataset=spec_for_labels(label_set).name).grid
+    metrics = score_files(dataset, predictions, sequences, label_set, grid)
     result = metrics.compute()
     sys.stdout.write(f"{label_set.name} {split} ({', '.join(sequences)})\n")
     sys.stdout.write(format_table(result, label_set.names) + "\n")

@@ -149,12 +149,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from sgn_ros.data.common import normalize_split
+    from sgn_ros.data.registry import split_sequences
 
     sequences = None
     if args.split is not None:
-        ls = load_label_set(args.labels)
-        sequences = [f"{s:02d}" for s in ls.splits[normalize_split(args.split)]]
+        sequences = split_sequences(load_label_set(args.labels), args.split)
     description = args.description
     if description and Path(description).is_file():
         description = Path(description).read_text()

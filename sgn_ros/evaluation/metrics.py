@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from sgn_ros.labels import IGNORE_LABEL
+from sgn_ros.labels import IGNORE_LABEL, LabelSet
 
 #: the epsilon semantic-kitti-api adds to precision / recall denominators
 EPS_FLOAT32 = float(np.finfo(np.float32).eps)
@@ -149,3 +149,14 @@ def format_table(scores: dict[str, float | list[float]], class_names: Sequence[s
     for i in range(1, len(class_names)):
         lines.append(f"  {class_names[i]:<22}{100 * per_class[i]:>10.2f}")
     return "\n".join(lines)
+
+
+def scores_for_output(scores: dict, label_set: LabelSet, precision_recall: bool = True) -> dict[str, float]:
+    """The api's scores.txt keys (iou_completion, iou_mean, iou_<class>), plus precision and recall."""
+    out = {"iou_completion": scores["iou_completion"], "iou_mean": scores["iou_mean"]}
+    for i in range(1, label_set.num_classes):
+        out[f"iou_{label_set.names[i]}"] = scores["iou_per_class"][i]
+    if precision_recall:
+        out["precision"] = scores["precision"]
+        out["recall"] = scores["recall"]
+    return out

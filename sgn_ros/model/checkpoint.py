@@ -19,16 +19,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
+import zipfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from sgn_ros.errors import CheckpointError
 from sgn_ros.fileio import atomic_path
+
+if TYPE_CHECKING:
+    from sgn_ros.config import SGNConfig
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -40,7 +47,8 @@ __all__ = [
     "convert_reference_state_dict",
     "load_model_weights",
     "save_checkpoint",
-    "load_sgn",
+    "load_model",
+    "LoadedModel",
     "infer_reference_variant",
 ]
 
@@ -109,44 +117,69 @@ def ours_to_reference(name: str) -> str | None:
 def read_checkpoint(path: str | os.PathLike[str], allow_unsafe: bool = False) -> dict[str, Any]:
     """torch.load a checkpoint on the CPU, with ``weights_only=True`` unless `allow_unsafe`.
 
+    Every failure names the file and says what is wrong with it (empty, truncated, not a
+    checkpoint at all, or needing full unpickling), instead of torch's bare EOFError /
+    RuntimeError / KeyError, which name neither.
+
     Raises:
         FileNotFoundError: `path` does not exist.
-        ValueError: the file needs full unpickling (e.g. mmcv meta with NumPy objects) and
-            `allow_unsafe` is False - the message names ``allow_unsafe=True`` / ``--unsafe-load``;
-            or the file does not hold a dict.
+        CheckpointError (a ValueError): the file is empty, truncated or corrupt, not a torch file,
+            does not hold a dict, or needs full unpickling (e.g. mmcv meta with NumPy objects) while
+            `allow_unsafe` is False - that message names ``allow_unsafe=True`` / ``--unsafe-load``.
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint not found: {p}")
+    size = p.stat().st_size
+    if size == 0:
+        raise CheckpointError(p, "empty file (0 bytes), not a checkpoint")
+    with open(p, "rb") as f:
+        head = f.read(4)
+    is_zip = head == b"PK\x03\x04"
     try:
         obj = torch.load(p, map_location="cpu", weights_only=not allow_unsafe)
     except pickle.UnpicklingError as e:
-        raise ValueError(
-            f"{p}: cannot be read with torch.load(weights_only=True) ({str(e).splitlines()[0]}). "
-            "If you trust this file, load it with allow_unsafe=True (CLI: --unsafe-load), which unpickles "
-            "arbitrary Python objects."
-        ) from e
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "Weights only load failed" in str(e) and not allow_unsafe:
+            raise CheckpointError(
+                p,
+                f"cannot be read with torch.load(weights_only=True) ({first[:200]}). If you trust this file, load "
+                "it with allow_unsafe=True (CLI: --unsafe-load), which unpickles arbitrary Python objects.",
+            ) from e
+        raise CheckpointError(p, f"not a checkpoint: torch.load cannot unpickle it ({first[:200]})") from e
+    except (EOFError, RuntimeError, zipfile.BadZipFile) as e:
+        if is_zip or isinstance(e, EOFError) or "zip archive" in str(e):
+            raise CheckpointError(
+                p, f"truncated or corrupt checkpoint ({size} bytes; torch.load: {type(e).__name__}: "
+                f"{str(e).splitlines()[0][:120] if str(e) else 'unexpected end of file'})",
+            ) from e
+        raise CheckpointError(p, f"not a checkpoint ({type(e).__name__}: {str(e)[:200]})") from e
+    except (KeyError, ValueError, TypeError, AttributeError, ImportError, IndexError, UnicodeDecodeError) as e:
+        raise CheckpointError(p, f"not a checkpoint: torch.load fails ({type(e).__name__}: {str(e)[:200]})") from e
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{p}: expected a checkpoint dict, got {type(obj).__name__}")
+        raise CheckpointError(p, f"not a checkpoint: expected a dict, the file holds a {type(obj).__name__}")
     return dict(obj)
 
 
-def checkpoint_kind(ckpt: Mapping[str, Any]) -> str:
+def checkpoint_kind(ckpt: Mapping[str, Any], where: str | os.PathLike[str] | None = None) -> str:
     """'sgn_ros' (our format), 'reference' (mmcv file or bare reference state dict).
 
     Raises:
-        ValueError: neither.
+        CheckpointError: neither (`where`, the file, is named).
     """
     if ckpt.get("format") == CHECKPOINT_FORMAT and isinstance(ckpt.get("model"), Mapping):
         return "sgn_ros"
     if isinstance(ckpt.get("format"), str):
-        raise ValueError(f"unsupported checkpoint format {ckpt['format']!r}; expected {CHECKPOINT_FORMAT!r}")
+        raise CheckpointError(
+            where, f"unsupported checkpoint format {ckpt['format']!r}; expected {CHECKPOINT_FORMAT!r}"
+        )
     sd = ckpt.get("state_dict", ckpt)
     if isinstance(sd, Mapping) and sd and all(isinstance(k, str) for k in sd):
         keys = [_strip_module(k) for k in sd]
         if any(k.startswith(("pts_bbox_head.", "img_backbone.")) for k in keys):
             return "reference"
-    raise ValueError(
+    raise CheckpointError(
+        where,
         "not an SGN checkpoint: expected our format (keys 'format', 'model', 'config') or a reference "
         "file (a 'state_dict' with img_backbone.* / pts_bbox_head.* tensors)"
     )
@@ -239,7 +272,7 @@ def _raise_if_problems(where: str, unknown: list[str], missing: list[str], missh
         if items:
             shown = "; ".join(items[:20]) + (f"; ... ({len(items) - 20} more)" if len(items) > 20 else "")
             parts.append(f"{len(items)} {title}: {shown}")
-    raise ValueError(f"{where}: checkpoint does not match the model - " + " | ".join(parts))
+    raise CheckpointError(where, "checkpoint does not match the model - " + " | ".join(parts))
 
 
 #: Name prefixes a compact checkpoint may leave out: modules kept only for the reference layout
@@ -252,7 +285,7 @@ def _check_ours(
 ) -> dict[str, torch.Tensor]:
     bad = [p for p in omitted if p not in OMITTABLE_PREFIXES]
     if bad:
-        raise ValueError(f"{where}: 'omitted' may only name {OMITTABLE_PREFIXES}, got {bad}")
+        raise CheckpointError(where, f"'omitted' may only name {OMITTABLE_PREFIXES}, got {bad}")
     own = model.state_dict()
     unknown = sorted(k for k in state if k not in own)
     missing = sorted(k for k in own if k not in state and not k.startswith(tuple(omitted)))
@@ -280,14 +313,8 @@ def load_model_weights(
         ckpt, where = dict(path_or_dict), "checkpoint dict"
     else:
         ckpt, where = read_checkpoint(path_or_dict, allow_unsafe=allow_unsafe), os.fspath(path_or_dict)
-    kind = checkpoint_kind(ckpt)
-    if kind == "sgn_ros":
-        state = _check_ours(ckpt["model"], model, where, omitted=ckpt.get("omitted", ()))
-    else:
-        state = convert_reference_state_dict(
-            ckpt.get("state_dict", ckpt), model, legacy_sparse_layout=legacy_sparse_layout, where=where
-        )
-    model.load_state_dict(state, strict=True)
+    kind = checkpoint_kind(ckpt, where)
+    _load_into(model, ckpt, kind, where, legacy_sparse_layout)
     return kind
 
 
@@ -325,7 +352,9 @@ def save_checkpoint(
     return p
 
 
-def infer_reference_variant(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, str]:
+def infer_reference_variant(
+    state_dict: Mapping[str, torch.Tensor], where: str | os.PathLike[str] | None = None
+) -> tuple[str, str]:
     """Guess (variant, dataset) of a reference state dict from its shapes.
 
     SGN-T and SGN-S share every tensor (they differ in input frames only): 'sgn-s' is returned
@@ -334,43 +363,144 @@ def infer_reference_variant(state_dict: Mapping[str, torch.Tensor]) -> tuple[str
     sd = {_strip_module(k): v for k, v in state_dict.items()}
     head = sd.get(_H + "ssc_header.mlp_head.1.weight")
     if head is None:
-        raise ValueError(f"cannot infer the variant: {_H}ssc_header.mlp_head.1.weight not in the checkpoint")
+        raise CheckpointError(
+            where, f"cannot infer the variant: {_H}ssc_header.mlp_head.1.weight not in the checkpoint"
+        )
     classes = int(head.shape[0])
     datasets = {20: "semantickitti", 19: "kitti360"}
     if classes not in datasets:
-        raise ValueError(f"cannot infer the dataset: {classes} classes (expected 20 or 19)")
+        raise CheckpointError(where, f"cannot infer the dataset: {classes} classes (expected 20 or 19)")
     variant = "sgn-s" if "img_backbone.layer1.0.conv3.weight" in sd else "sgn-l"
     return variant, datasets[classes]
 
 
-def load_sgn(
-    path: str | os.PathLike[str],
-    variant: str | None = None,
-    dataset: str | None = None,
-    allow_unsafe: bool = False,
-    device: torch.device | str | None = None,
-):
-    """Build the network a checkpoint describes and load it (ours: from its stored config;
-    reference: from `variant` / `dataset`, inferred from shapes when not given).
+# --------------------------------------------------------------------------- the one loader
+@dataclass
+class LoadedModel:
+    """What `load_model` returns.
 
-    Returns (model, cfg), the model in eval mode on `device` (default CPU).
+    Attributes:
+        cfg: the config the network was built with (ours: the one stored in the file).
+        model: the network, weights loaded, in eval mode, on the requested device.
+        meta: ``kind`` ('sgn_ros' / 'reference'), ``path``, ``provenance`` (ours, may be empty),
+            ``training`` (True for a trainer checkpoint), ``epoch`` / ``iteration`` when known.
     """
-    from sgn_ros.config import config_from_dict, load_config
+
+    cfg: SGNConfig
+    model: nn.Module
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _contradictions(stored: SGNConfig, wanted: SGNConfig) -> list[str]:
+    """What of `wanted` the network in a file cannot honour: architecture, classes, dataset, grid."""
+    out = []
+    if stored.model != wanted.model:
+        a, b = stored.model, wanted.model
+        diff = [f.name for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)]
+        out.append(f"model settings {diff} differ (file: {stored.name}, requested: {wanted.name})")
+    if stored.data.dataset != wanted.data.dataset:
+        out.append(f"dataset: file {stored.data.dataset!r}, requested {wanted.data.dataset!r}")
+    elif stored.num_classes != wanted.num_classes:
+        out.append(f"classes: file {stored.num_classes}, requested {wanted.num_classes}")
+    if stored.grid != wanted.grid:
+        out.append(f"grid: file {stored.grid}, requested {wanted.grid}")
+    return out
+
+
+def load_model(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    variant: str | os.PathLike[str] | None = None,
+    dataset: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    expect: SGNConfig | None = None,
+    device: torch.device | str | None = None,
+    allow_unsafe: bool = False,
+    legacy_sparse_layout: str = "RSKC",
+    where: str | os.PathLike[str] | None = None,
+) -> LoadedModel:
+    """Build the network a checkpoint describes and load its weights: THE loader of the package
+    (predictor, node, evaluate, train --resume / train.load_from, convert, demo weights).
+
+    Our files carry the config they were trained with, and it is honoured: `variant`, `dataset`,
+    `overrides` and `expect` may only agree with it (or change settings that do not define the
+    network: data paths, training recipe); a different architecture, class count, dataset or
+    voxel grid is a `CheckpointError` naming the file and each contradiction. Reference files
+    carry no config: it is composed from `variant` / `dataset` (inferred from shapes when not
+    given) and `overrides`, and the strict weight check rejects what does not fit.
+
+    Args:
+        source: a checkpoint path, or an already read checkpoint dict.
+        variant, dataset: what the caller asks for (a variant name or config YAML).
+        overrides: nested config overrides (as `sgn_ros.config.load_config` takes them).
+        expect: a complete config the caller holds (e.g. the trainer's); checked like `variant`.
+        device: where to put the model (default CPU).
+        where: the file's name in messages when `source` is a dict already read from it.
+    """
+    from sgn_ros.config import _deep_merge, config_from_dict, load_config
     from sgn_ros.model import build_model
 
-    ckpt = read_checkpoint(path, allow_unsafe=allow_unsafe)
-    kind = checkpoint_kind(ckpt)
-    if kind == "sgn_ros":
-        cfg = config_from_dict(ckpt["config"], where=os.fspath(path))
-        if variant is not None or dataset is not None:
-            cfg_req = load_config(variant or cfg.name, dataset=dataset or cfg.data.dataset)
-            if cfg_req.num_classes != cfg.num_classes or cfg_req.model != cfg.model:
-                raise ValueError(f"{path}: stored config ({cfg.name}, {cfg.data.dataset}) differs from the request")
+    if isinstance(source, Mapping):
+        ckpt, where = dict(source), os.fspath(where) if where is not None else "checkpoint dict"
     else:
-        guess_v, guess_d = infer_reference_variant(ckpt.get("state_dict", ckpt))
-        cfg = load_config(variant or guess_v, dataset=dataset or guess_d)
+        ckpt, where = read_checkpoint(source, allow_unsafe=allow_unsafe), os.fspath(source)
+    kind = checkpoint_kind(ckpt, where)
+    meta: dict[str, Any] = {"kind": kind, "path": where, "training": "training" in ckpt}
+    if kind == "sgn_ros":
+        if not isinstance(ckpt.get("config"), Mapping):
+            raise CheckpointError(where, "our format needs a 'config' dict (the config the model was built with)")
+        try:
+            stored = config_from_dict(dict(ckpt["config"]), where=where)
+        except ValueError as e:
+            raise CheckpointError(where, f"stored config is invalid: {e}") from e
+        cfg = stored
+        if overrides:
+            cfg = config_from_dict(_deep_merge(stored.to_dict(), dict(overrides)), where=f"{where} + overrides")
+        problems = _contradictions(stored, cfg)
+        if variant is not None:
+            requested = load_config(variant, dataset=dataset or stored.data.dataset,
+                                    overrides=dict(overrides) if overrides else None)
+            problems += _contradictions(stored, requested)
+        elif dataset is not None and dataset.lower() != stored.data.dataset:
+            problems.append(f"dataset: file {stored.data.dataset!r}, requested {dataset!r}")
+        if expect is not None:
+            problems += _contradictions(stored, expect)
+        if problems:
+            raise CheckpointError(where, "contradicts the request: " + "; ".join(dict.fromkeys(problems)))
+        prov = ckpt.get("provenance")
+        meta["provenance"] = dict(prov) if isinstance(prov, Mapping) else {}
+        tr = ckpt.get("training")
+        if isinstance(tr, Mapping):
+            meta.update({k: tr[k] for k in ("epoch", "iteration") if k in tr})
+    else:
+        guess_v, guess_d = infer_reference_variant(ckpt.get("state_dict", ckpt), where)
+        if dataset is not None and dataset.lower() != guess_d:
+            raise CheckpointError(where, f"holds a {guess_d} network (class count), dataset {dataset!r} was requested")
+        cfg = load_config(variant or guess_v, dataset=dataset or guess_d,
+                          overrides=dict(overrides) if overrides else None)
+        if expect is not None:  # the caller's config defines the network; the strict load checks the fit
+            if expect.data.dataset != guess_d:
+                raise CheckpointError(
+                    where, f"contradicts the request: dataset: file {guess_d!r}, requested {expect.data.dataset!r}"
+                )
+            cfg = expect
+        meta["provenance"] = {}
     model = build_model(cfg)
-    load_model_weights(model, ckpt)
+    _load_into(model, ckpt, kind, where, legacy_sparse_layout)
     if device is not None:
         model = model.to(device)
-    return model.eval(), cfg
+    return LoadedModel(cfg=cfg, model=model.eval(), meta=meta)
+
+
+def _load_into(model: nn.Module, ckpt: dict[str, Any], kind: str, where: str, legacy_sparse_layout: str) -> None:
+    """Strictly load the tensors of a checkpoint dict of `kind` into `model`."""
+    if kind == "sgn_ros":
+        state = ckpt["model"]
+        if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CheckpointError(where, "'model' must map parameter names to tensors")
+        state = _check_ours(ckpt["model"], model, where, omitted=ckpt.get("omitted", ()))
+    else:
+        state = convert_reference_state_dict(
+            ckpt.get("state_dict", ckpt), model, legacy_sparse_layout=legacy_sparse_layout, where=where
+        )
+    model.load_state_dict(state, strict=True)

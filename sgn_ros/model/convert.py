@@ -11,7 +11,7 @@ import hashlib
 import logging
 from pathlib import Path
 
-from sgn_ros.config import DATASETS, VARIANTS, load_config
+from sgn_ros.config import DATASETS, VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="SGN variant (default: inferred from shapes; SGN-T and SGN-S share all tensors, so "
         "ResNet-50 files default to sgn-s - pass sgn-t for the temporal model)",
+    )
+    parser.add_argument(
+        "--kind",
+        choices=("auto", "sgn", "msnet"),
+        default="auto",
+        help="sgn: a released SGN checkpoint; msnet: a released MobileStereoNet .ckpt (depth network); "
+        "auto: msnet when the file holds MobileStereoNet tensors",
     )
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="default: inferred from the class count")
     parser.add_argument(
@@ -58,22 +65,15 @@ def convert(
     sparse_layout: str = "RSKC",
 ) -> Path:
     """Convert `input_path` (reference format) to `output_path` (sgn_ros format); returns the output path."""
-    from sgn_ros.model import build_model
-    from sgn_ros.model.checkpoint import (
-        checkpoint_kind,
-        infer_reference_variant,
-        load_model_weights,
-        read_checkpoint,
-        save_checkpoint,
-    )
+    from sgn_ros.errors import CheckpointError
+    from sgn_ros.model.checkpoint import checkpoint_kind, load_model, read_checkpoint, save_checkpoint
 
     ckpt = read_checkpoint(input_path, allow_unsafe=allow_unsafe)
-    if checkpoint_kind(ckpt) != "reference":
-        raise ValueError(f"{input_path}: already an sgn_ros checkpoint; nothing to convert")
-    guess_v, guess_d = infer_reference_variant(ckpt.get("state_dict", ckpt))
-    cfg = load_config(variant or guess_v, dataset=dataset or guess_d)
-    model = build_model(cfg)
-    load_model_weights(model, ckpt, legacy_sparse_layout=sparse_layout)
+    if checkpoint_kind(ckpt, input_path) != "reference":
+        raise CheckpointError(input_path, "already an sgn_ros checkpoint; nothing to convert")
+    # the one loader (variant / dataset inferred from shapes unless given; strict weight check)
+    loaded = load_model(ckpt, variant=variant, dataset=dataset, legacy_sparse_layout=sparse_layout, where=input_path)
+    model, cfg = loaded.model, loaded.cfg
     meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), dict) else {}
     provenance = {
         "source": str(input_path),
@@ -84,7 +84,23 @@ def convert(
     return save_checkpoint(output_path, model, cfg, **provenance)
 
 
+def _is_msnet_file(path: Path) -> bool:
+    """Auto-detection for --kind auto: a weights-only readable file with MobileStereoNet tensors."""
+    from sgn_ros.stereo.msnet import is_msnet_checkpoint, read_msnet_checkpoint
+
+    try:
+        return is_msnet_checkpoint(read_msnet_checkpoint(Path(path)))
+    except (OSError, ValueError):  # unreadable as weights-only: left to the SGN path's own errors
+        return False
+
+
 def main(args: argparse.Namespace) -> int:
+    kind = getattr(args, "kind", "auto")
+    if kind == "msnet" or (kind == "auto" and _is_msnet_file(args.input)):
+        from sgn_ros.stereo.msnet import convert_msnet_checkpoint
+
+        log.info("wrote %s", convert_msnet_checkpoint(args.input, args.output))
+        return 0
     out = convert(args.input, args.output, args.variant, args.dataset, args.unsafe_load, args.sparse_layout)
     log.info("wrote %s", out)
     return 0

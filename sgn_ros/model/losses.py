@@ -8,8 +8,10 @@
 # 100 as torch's BCE does; classes absent from the target skipped). Differences, all outside the
 # cases the reference runs: a batch of B > 1 pools every term over all valid voxels of the batch
 # (equal to the reference at B = 1); a term whose valid set is empty gives 0 instead of NaN or
-# an exception; BCE works on logits (stable, autocast-safe), equal to sigmoid + BCE except for
-# |logit| > ~88 where the reference's log clamps. The class loops of the reference are vectorised.
+# an exception; the occupancy and proposal BCE work on logits, on purpose (stable, autocast-safe,
+# a gradient everywhere), where the reference applies float32 sigmoid then BCE. Gradients agree
+# for logits in [-27.63, 16.63], values (to 1e-3) in [-27.63, 12]; see `occupancy_bce_loss`.
+# The class loops of the reference are vectorised.
 """SGN losses: weighted CE, scene-class affinity (sem/geo), seed Lovasz + CE, occupancy BCE."""
 
 from __future__ import annotations
@@ -210,7 +212,21 @@ def binary_occupancy(target: torch.Tensor) -> torch.Tensor:
 
 def occupancy_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """BCE of occupancy logits (B, 1, X, Y, Z) or (B, X, Y, Z) against binary occupancy of class ids
-    `target` (B, X, Y, Z), mean over voxels whose target is not 255 (reference `loss_occ` / `loss_pts`)."""
+    `target` (B, X, Y, Z), mean over voxels whose target is not 255 (reference `loss_occ` / `loss_pts`).
+
+    Computed on logits, not as the reference's float32 ``sigmoid`` + ``binary_cross_entropy``, on
+    purpose: the reference saturates, ours keeps the true loss and a gradient. Per voxel the
+    gradients agree (to 1e-3) for logits in [-27.63, 16.63] and the values in [-27.63, 12];
+    outside (pinned by `test_losses.test_occupancy_bce_range_where_reference_differs`):
+
+    * empty voxel (target 0): above logit 6.8 the reference's value carries the float32 rounding
+      of 1 - sigmoid (relative error 1e-5 at 6.8, 1e-3 near 12, 4 % at 16.6); above 16.6356
+      sigmoid rounds to 1 and its loss is the constant 100 with zero gradient (ours: about the
+      logit, gradient 1);
+    * occupied voxel (target 1), logit < -27.63: torch's BCE backward clamps p (1 - p) at 1e-12,
+      so the reference's gradient shrinks towards 0 (ours: -1); below -88.72 sigmoid underflows
+      to 0 and its loss is the constant 100.
+    """
     if logits.dim() == target.dim() + 1:
         logits = logits.squeeze(1)
     if logits.shape != target.shape:

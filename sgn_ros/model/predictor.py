@@ -124,8 +124,9 @@ class SSCPredictor:
 
     Images are fitted to cfg.data.image_size by `sgn_ros.geometry.fit_intrinsics` (``auto``: the
     reference's top-left crop for KITTI-size images; for any other camera a uniform scale to the
-    training images' focal length and a horizon-keeping cut, K adjusted); a smaller crop is padded at the bottom / right with the
-    mean colour. Pseudo-LiDAR from a depth map uses the full depth map and the original K.
+    training images' focal length and a horizon-keeping cut, K adjusted); a smaller crop is padded
+    at the bottom / right with the mean colour. Pseudo-LiDAR from a depth map uses the full depth
+    map and the original K.
     """
 
     def __init__(
@@ -149,8 +150,6 @@ class SSCPredictor:
             raise ValueError(f"min_valid_depth_share: expected a share in [0, 1], got {min_valid_depth_share}")
         self.min_valid_depth_share = float(min_valid_depth_share)
         self.allow_image_only = bool(allow_image_only)
-        self.grid = self.cfg.grid
-        model = build_model(self.cfg)
         #: where the weights came from: a path, "bundled:<file>" or "untrained"
         self.weights_source = "untrained"
         if checkpoint is None:
@@ -161,14 +160,20 @@ class SSCPredictor:
                 checkpoint = bundled
                 self.weights_source = f"bundled:{bundled.name} ({SYNTHETIC_ONLY_NOTE})"
         if checkpoint is not None:
-            from sgn_ros.model.checkpoint import load_model_weights
+            # The one loader: our files define the network by their stored config (which then
+            # replaces self.cfg); a variant / grid / dataset contradicting the file is an error.
+            from sgn_ros.model.checkpoint import load_model
 
             path = os.fspath(checkpoint)
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"checkpoint: file not found: {path}")
-            load_model_weights(model, path)
+            loaded = load_model(path, expect=self.cfg)
+            self.cfg, model = loaded.cfg, loaded.model
             if self.weights_source == "untrained":
                 self.weights_source = path
+        else:
+            model = build_model(self.cfg)
+        self.grid = self.cfg.grid
         self.model = model.to(self.device).eval()
         #: FLoSP tables per camera geometry (see `tables`): host-side state of the predictor, not the model
         self._tables: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -183,7 +188,8 @@ class SSCPredictor:
 
         Modes of `sgn_ros.geometry.fit_intrinsics`: ``crop`` keeps the top-left
         cfg.data.image_size (K unchanged; a smaller image is padded with the mean colour later,
-        in `prepare_batch`); ``fit`` scales uniformly and cuts keeping the horizon and near road;
+        in `prepare_batch`); ``fit`` scales uniformly to cfg.data.reference_focal (the training
+        images' focal length) and cuts / pads (mean colour) keeping the horizon and near road;
         ``resize`` stretches; ``auto`` = ``crop`` for KITTI-size images, else ``fit``.
         """
         K = check_intrinsics(K, "K", image.shape[:2])

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from sgn_ros.data import kitti_io
@@ -119,13 +118,7 @@ class KittiSequence:
 
     # ------------------------------------------------------------------ per-frame data
     def _image(self, folder: str, index: int) -> np.ndarray:
-        path = self.root / folder / f"{index:06d}.png"
-        if not path.is_file():
-            raise FileNotFoundError(f"missing dataset file: {path}")
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise kitti_io.DataFormatError(f"{path}: not a readable image")
-        return np.ascontiguousarray(bgr[:, :, ::-1])
+        return kitti_io.read_image(self.root / folder / f"{index:06d}.png")
 
     def left_image(self, index: int) -> np.ndarray:
         """(H, W, 3) uint8 RGB of image_2."""
@@ -144,9 +137,7 @@ class KittiSequence:
     def depth(self, index: int) -> np.ndarray:
         """(H, W) float32 metres of image_2, 0 = no depth."""
         path = self.root / "depth" / f"{index:06d}.npy"
-        if not path.is_file():
-            raise FileNotFoundError(f"missing dataset file: {path}")
-        d = np.load(path)
+        d = kitti_io.read_npy(path)
         if d.shape != tuple(self.image_size):
             raise kitti_io.DataFormatError(f"{path}: depth shape {d.shape} != image size {self.image_size}")
         return np.ascontiguousarray(d, dtype=np.float32)

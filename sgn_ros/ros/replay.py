@@ -187,7 +187,7 @@ def run_replay(bag: str | Path, out: str | Path, variant: str = "sgn-l", checkpo
     from sgn_ros.labels import load_label_set
     from sgn_ros.msg import SemanticVoxelGrid
     from sgn_ros.ros.bag_recorder import BagRecorder
-    from sgn_ros.ros.conversions import stamp_to_ns, voxel_grid_to_arrays
+    from sgn_ros.ros.decoders import stamp_to_ns, voxel_grid_to_arrays
     from sgn_ros.ros.demo import (
         _config_file,
         _write_atomic,

@@ -285,8 +285,7 @@ def _selection(labels: np.ndarray, grid: VoxelGrid, confidence: np.ndarray | Non
 
 
 def _quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
-    # imported here, not at module level: conversions is a higher layer that may import this one
-    from sgn_ros.ros.conversions import rotation_to_quaternion
+    from sgn_ros.geometry import matrix_to_quaternion as rotation_to_quaternion
 
     return rotation_to_quaternion(R)
 

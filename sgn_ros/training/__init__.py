@@ -1,6 +1,6 @@
 # Offline training and network evaluation of SGN (the reference recipe), single process or
 # torchrun. Kept import-light: `sgn-ros train` imports the heavy parts when it runs.
-"""Training: `Trainer` (trainer.py), schedule, checkpoints, distributed helpers, evaluation."""
+"""Training: `Trainer` (trainer.py), schedule, checkpoints (network evaluation: sgn_ros.evaluation.network)."""
 
 __all__ = ["Trainer", "WarmupCosineLR"]
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sgn_ros.errors import CheckpointError
 from sgn_ros.fileio import atomic_path, fsync_dir
 from sgn_ros.model.checkpoint import CHECKPOINT_FORMAT  # our model-checkpoint format tag
 
@@ -145,28 +146,86 @@ def build_training_checkpoint(
     return {"format": CHECKPOINT_FORMAT, "model": model_state, "config": config, "training": training}
 
 
+#: Entries of `training` a resume needs, and the type each must have.
+_TRAINING_KEYS: dict[str, type | tuple[type, ...]] = {
+    "optimizer": dict, "scheduler": dict, "epoch": int, "step_in_epoch": int, "iteration": int,
+}
+
+
 def load_training_checkpoint(path: str | os.PathLike[str], allow_unsafe: bool = False) -> dict[str, Any]:
     """Read a training checkpoint written by `atomic_torch_save(build_training_checkpoint(...))`.
 
     Raises:
         FileNotFoundError: `path` (or the file latest.pth points to) does not exist.
-        ValueError: the file is not an sgn_ros training checkpoint (says what it is instead).
+        CheckpointError (a ValueError): the file is empty, truncated, not an sgn_ros checkpoint,
+            a model-only checkpoint, or its training state lacks (or has a malformed) optimizer,
+            scheduler or counters - named with the path.
     """
+    from sgn_ros.model.checkpoint import read_checkpoint
+
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=not allow_unsafe)
-    except Exception as e:  # unpickling errors name the offending global
-        raise ValueError(f"{path}: cannot load with weights_only={not allow_unsafe}: {e}") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not an sgn_ros checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    ckpt = read_checkpoint(path, allow_unsafe=allow_unsafe)
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(path, f"not an sgn_ros training checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     if "training" not in ckpt:
-        raise ValueError(
-            f"{path}: a model-only checkpoint (no 'training' state) cannot be resumed; "
-            "use it as train.pretrained weights or with sgn-ros evaluate"
+        raise CheckpointError(
+            path,
+            "a model-only checkpoint (no 'training' state) cannot be resumed; fine-tune from it with "
+            f"train.load_from={path} (--override train.load_from=...) or score it with sgn-ros evaluate",
         )
+    tr = ckpt["training"]
+    if not isinstance(tr, dict):
+        raise CheckpointError(path, f"'training' must be a dict, got {type(tr).__name__}")
+    missing = [k for k in _TRAINING_KEYS if k not in tr]
+    if missing:
+        raise CheckpointError(path, f"training checkpoint lacks {', '.join(missing)}: cannot resume")
+    bad = [
+        f"{k} ({type(tr[k]).__name__}, expected {_TRAINING_KEYS[k].__name__})"
+        for k in _TRAINING_KEYS
+        if not isinstance(tr[k], _TRAINING_KEYS[k]) or isinstance(tr[k], bool)
+    ]
+    bad += [f"{k} = {tr[k]} (negative)" for k in ("epoch", "step_in_epoch", "iteration")
+            if isinstance(tr[k], int) and tr[k] < 0]
+    opt = tr["optimizer"]
+    if isinstance(opt, dict) and not (isinstance(opt.get("state"), dict) and isinstance(opt.get("param_groups"), list)):
+        bad.append("optimizer (needs 'state' and 'param_groups')")
+    if bad:
+        raise CheckpointError(path, f"malformed training state: {'; '.join(bad)}")
     return ckpt
+
+
+def check_optimizer_state(state: dict[str, Any], optimizer: torch.optim.Optimizer, where: Any) -> None:
+    """Check a saved optimiser state against `optimizer`'s parameters before it is loaded.
+
+    torch's load_state_dict accepts moment tensors of the wrong shape; the first step would then
+    fail deep inside AdamW. Here the number of groups and parameters, and every per-parameter
+    tensor's shape, must match.
+
+    Raises:
+        CheckpointError: naming the file and every mismatch.
+    """
+    groups = optimizer.param_groups
+    saved = state.get("param_groups", [])
+    if len(saved) != len(groups):
+        raise CheckpointError(where, f"optimizer has {len(saved)} parameter group(s), this model {len(groups)}")
+    problems = []
+    params = []
+    for g_saved, g in zip(saved, groups):
+        ids = g_saved.get("params", [])
+        if len(ids) != len(g["params"]):
+            problems.append(f"group of {len(ids)} parameters in the file, {len(g['params'])} in this model")
+            continue
+        params.extend(zip(ids, g["params"]))
+    for pid, p in params:
+        entry = state.get("state", {}).get(pid, state.get("state", {}).get(str(pid)))
+        if not isinstance(entry, dict):
+            continue  # no step taken for this parameter yet
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and tuple(value.shape) != tuple(p.shape):
+                problems.append(f"param {pid} {key}: file {tuple(value.shape)} vs model {tuple(p.shape)}")
+    if problems:
+        shown = "; ".join(problems[:10]) + (f"; ... ({len(problems) - 10} more)" if len(problems) > 10 else "")
+        raise CheckpointError(where, f"optimizer state does not match the model: {shown}")
 
 
 class CheckpointManager:

@@ -70,7 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default=None, help="cpu or cuda (default: cuda when available; torchrun: cuda:LOCAL_RANK)"
     )
-    parser.add_argument("--unsafe-load", action="store_true", help="torch.load(weights_only=False) for --resume")
+    parser.add_argument(
+        "--unsafe-load", action="store_true",
+        help="torch.load(weights_only=False) for --resume / train.load_from",
+    )
 
 
 def build_config(args: argparse.Namespace):
@@ -89,13 +92,25 @@ def build_config(args: argparse.Namespace):
 
 
 def run_training(args: argparse.Namespace):
-    """Build the config, join the torchrun job (if any), train; returns the finished `Trainer`."""
-    from sgn_ros.training.distributed import cleanup_distributed, init_distributed
-    from sgn_ros.training.trainer import Trainer, setup_logging
+    """Build the config, join the torchrun job (if any), train; returns the finished `Trainer`.
+
+    A run that fails before it wrote its first checkpoint leaves nothing that looks like a run:
+    what it created in the work directory (config.yaml, tb/, train.log, the directory itself) is
+    removed again; a resumed run's earlier files are never touched.
+    """
+    from sgn_ros.distributed import cleanup_distributed, init_distributed
+    from sgn_ros.runtime import setup_logging
+    from sgn_ros.training.trainer import Trainer
 
     cfg = build_config(args)
     work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / cfg.name
+    existed = work_dir.is_dir()
+    before = set(work_dir.iterdir()) if existed else set()
+    created_root = work_dir  # the topmost folder this run would create (mkdir parents=True)
+    while not created_root.parent.exists() and created_root.parent != created_root:
+        created_root = created_root.parent
     info = init_distributed(args.device)
+    trainer = None
     try:
         setup_logging(work_dir, info)
         trainer = Trainer(
@@ -109,12 +124,47 @@ def run_training(args: argparse.Namespace):
             allow_unsafe_load=args.unsafe_load,
         )
         trainer.fit()
-    except Exception:
-        logging.getLogger("sgn_ros.training").exception("training failed (rank %d)", info.rank)
+    except BaseException:
+        logging.getLogger("sgn_ros.training").debug("training failed (rank %d)", info.rank, exc_info=True)
+        if info.is_main and not _wrote_checkpoint(work_dir, before):
+            _remove_new_entries(work_dir, before, None if existed else created_root)
         raise
     finally:
         cleanup_distributed()
     return trainer
+
+
+def _wrote_checkpoint(work_dir: Path, before: set[Path]) -> bool:
+    return work_dir.is_dir() and any(p.suffix == ".pth" and p not in before for p in work_dir.iterdir())
+
+
+def _remove_new_entries(work_dir: Path, before: set[Path], created_root: Path | None) -> None:
+    """Undo what a failed run created in `work_dir` (its log handlers closed first); remove the
+    folders it made (`created_root`: the topmost one, None when work_dir existed) if left empty."""
+    import shutil
+
+    from sgn_ros.runtime import close_file_logging
+
+    close_file_logging()
+    if not work_dir.is_dir():
+        return
+    for p in work_dir.iterdir():
+        if p in before:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    if created_root is not None:
+        d = work_dir
+        while True:
+            try:
+                d.rmdir()
+            except OSError:
+                break
+            if d == created_root:
+                break
+            d = d.parent
 
 
 def main(args: argparse.Namespace) -> int:

@@ -69,12 +69,11 @@ def _git_commit() -> str:
 
 def export_weights(checkpoint: Path, out: Path, provenance: dict) -> Path:
     """Write `checkpoint`'s model as compact bundled weights with `provenance`."""
-    from sgn_ros.model.checkpoint import load_sgn, read_checkpoint, save_checkpoint
+    from sgn_ros.model.checkpoint import load_model, save_checkpoint
 
-    model, cfg = load_sgn(checkpoint)
-    training = read_checkpoint(checkpoint).get("training", {})
-    provenance = {**provenance, "epoch": training.get("epoch"), "iteration": training.get("iteration")}
-    return save_checkpoint(out, model, cfg, compact=True, **provenance)
+    loaded = load_model(checkpoint)
+    provenance = {**provenance, "epoch": loaded.meta.get("epoch"), "iteration": loaded.meta.get("iteration")}
+    return save_checkpoint(out, loaded.model, loaded.cfg, compact=True, **provenance)
 
 
 def main(argv: list[str] | None = None) -> int:

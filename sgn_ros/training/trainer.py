@@ -6,17 +6,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -24,9 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from sgn_ros.config import SGNConfig
-from sgn_ros.fileio import atomic_path
-from sgn_ros.training import checkpointing as ckpt_io
-from sgn_ros.training.distributed import (
+from sgn_ros.distributed import (
     DistInfo,
     ResumableDistributedSampler,
     barrier,
@@ -35,6 +30,10 @@ from sgn_ros.training.distributed import (
     unwrap,
     wrap_ddp,
 )
+from sgn_ros.errors import CheckpointError
+from sgn_ros.fileio import atomic_path
+from sgn_ros.runtime import autocast_context, resolve_amp, seed_everything, setup_logging
+from sgn_ros.training import checkpointing as ckpt_io
 from sgn_ros.training.schedule import WarmupCosineLR
 
 LOGGER_NAME = "sgn_ros.training"
@@ -51,48 +50,6 @@ FIND_UNUSED_PARAMETERS = False
 
 
 # --------------------------------------------------------------------------- small helpers
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and every CUDA device)."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))  # noqa: NPY002  the global stream datasets/libraries draw from
-    torch.manual_seed(seed)
-
-
-class _RankFilter(logging.Filter):
-    def __init__(self, rank: int) -> None:
-        super().__init__()
-        self.rank = rank
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.rank = self.rank
-        return True
-
-
-def setup_logging(work_dir: Path | None, info: DistInfo, filename: str = "train.log") -> logging.Logger:
-    """Logger "sgn_ros": rank 0 logs INFO to stderr and `work_dir/filename`; others WARNING only.
-
-    Handlers added by an earlier call in the same process are replaced, not duplicated.
-    """
-    root = logging.getLogger("sgn_ros")
-    for h in list(root.handlers):
-        if getattr(h, "_sgn_ros_handler", False):
-            root.removeHandler(h)
-            h.close()
-    fmt = logging.Formatter("%(asctime)s [rank %(rank)d] %(levelname)s %(name)s: %(message)s")
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if info.is_main and work_dir is not None:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(work_dir / filename, encoding="utf-8"))
-    for h in handlers:
-        h.setFormatter(fmt)
-        h.addFilter(_RankFilter(info.rank))
-        h._sgn_ros_handler = True  # type: ignore[attr-defined]
-        root.addHandler(h)
-    root.setLevel(logging.INFO if info.is_main else logging.WARNING)
-    root.propagate = False
-    return root
-
-
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     """Parameters that train (frozen stem/layer1/BatchNorms excluded), in module order."""
     return [p for p in model.parameters() if p.requires_grad]
@@ -112,26 +69,6 @@ def atomic_write_text(path: Path, text: str) -> None:
     with atomic_path(path, fsync=True) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
-
-
-def resolve_amp(requested: bool, device: torch.device) -> bool:
-    """Mixed precision only on CUDA (float16 autocast + GradScaler; the model keeps its sparse
-    blocks in float32 there).
-
-    On the CPU it is disabled with a warning and training runs in float32: bfloat16 autocast fails
-    inside spconv (no bfloat16 kernels, ``KeyError: torch.bfloat16``), and float16 has no fast CPU
-    kernels, so neither saves time or memory there.
-    """
-    if requested and device.type != "cuda":
-        log.warning("--amp / train.amp asked for on %s: mixed precision is CUDA-only here; training in float32", device)
-        return False
-    return bool(requested)
-
-
-def autocast_context(enabled: bool, device: torch.device) -> contextlib.AbstractContextManager:
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.float16)
 
 
 def loader_generator(seed: int, epoch: int, rank: int) -> torch.Generator:
@@ -225,7 +162,7 @@ class Trainer:
         cfg: the full configuration (model, data, train recipe, grid).
         data_root: dataset root (SemanticKITTI: the folder holding ``dataset/``).
         work_dir: checkpoints, train.log, config.yaml, TensorBoard events (tb/).
-        info: this process's place in the job (`sgn_ros.training.distributed.init_distributed`).
+        info: this process's place in the job (`sgn_ros.distributed.init_distributed`).
         resume: None: fresh run; "" or True: continue from work_dir/latest.pth; a path: from that file.
         train_sequences / val_sequences: override the split's sequences (e.g. a synthetic world).
         allow_unsafe_load: torch.load(weights_only=False) for the resume file.
@@ -242,9 +179,9 @@ class Trainer:
         val_sequences: list[str] | None = None,
         allow_unsafe_load: bool = False,
     ) -> None:
+        from sgn_ros.data.registry import build_dataset
         from sgn_ros.model import build_model
         from sgn_ros.model.losses import SGNLoss
-        from sgn_ros.training.evaluate import make_dataset
 
         self.cfg = cfg
         self.info = info or DistInfo()
@@ -260,6 +197,11 @@ class Trainer:
         self.amp = resolve_amp(tc.amp, self.device)
         self.ckpts = ckpt_io.CheckpointManager(self.work_dir)
         self.state = TrainState()
+        # the resume file is read and checked first: a bad one fails before any data is touched
+        resume_file, resume_ckpt = None, None
+        if resume is not None and resume is not False:
+            resume_file = self.ckpts.resolve_resume(None if resume is True else str(resume))
+            resume_ckpt = ckpt_io.load_training_checkpoint(resume_file, allow_unsafe=allow_unsafe_load)
 
         # ---- model: identical initialisation on every rank, then rank-specific RNG streams
         seed_everything(tc.seed)
@@ -269,6 +211,8 @@ class Trainer:
 
             load_torchvision_resnet(find_encoder(model), tc.pretrained_backbone)
             log.info("encoder initialised from %s", tc.pretrained_backbone)
+        if tc.load_from and resume is None:
+            self._load_initial_weights(model, tc.load_from, allow_unsafe_load)
         model.to(self.device)
         self.model = model
         self.params = trainable_parameters(model)
@@ -276,12 +220,12 @@ class Trainer:
         self.criterion = SGNLoss(cfg).to(self.device)
 
         # ---- data
-        self.train_set = make_dataset(cfg, self.data_root, "train", sequences=train_sequences)
+        self.train_set = build_dataset(self.data_root, cfg, "train", sequences=train_sequences)
         if len(self.train_set) == 0:
             raise ValueError(f"training split of {self.data_root} has no samples (frames with voxel labels)")
         self.val_set = None
         if tc.eval_interval > 0:
-            self.val_set = make_dataset(cfg, self.data_root, "val", sequences=val_sequences)
+            self.val_set = build_dataset(self.data_root, cfg, "val", sequences=val_sequences)
         self.sampler = ResumableDistributedSampler(
             self.train_set,
             num_replicas=self.info.world_size,
@@ -306,29 +250,41 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self._rng_to_restore: dict[str, Any] | None = None
-        if resume is not None and resume is not False:
-            self._resume(None if resume is True else str(resume), allow_unsafe_load)
+        if resume_ckpt is not None:
+            self._resume(resume_file, resume_ckpt)
         if self._rng_to_restore is None:  # fresh run: one RNG stream per rank (resume restores them in fit)
             seed_everything(tc.seed + self.info.rank)
         self.writer = None
         #: (global iteration, rank-averaged means of the loss terms, "loss", "grad_norm") per log line
         self.history: list[tuple[int, dict[str, float]]] = []
 
-    # ------------------------------------------------------------------ resume
-    def _resume(self, path: str | None, allow_unsafe: bool) -> None:
-        from sgn_ros.model.checkpoint import load_model_weights
+    # ------------------------------------------------------------------ fine-tuning / resume
+    def _load_initial_weights(self, model: nn.Module, path: str, allow_unsafe: bool) -> None:
+        """train.load_from: start from a checkpoint's weights (model-only, training or reference
+        file), with a fresh optimiser and schedule. The file's network must be this config's."""
+        from sgn_ros.model.checkpoint import load_model
 
-        file = self.ckpts.resolve_resume(path)
-        ck = ckpt_io.load_training_checkpoint(file, allow_unsafe=allow_unsafe)
+        loaded = load_model(path, expect=self.cfg, allow_unsafe=allow_unsafe)
+        model.load_state_dict(loaded.model.state_dict(), strict=True)
+        log.info("weights initialised from %s (train.load_from)", path)
+
+    def _resume(self, file: Path, ck: dict[str, Any]) -> None:
+        """Restore model, optimiser (its shapes checked first), schedule, scaler and counters."""
+        from sgn_ros.model.checkpoint import load_model
+
         if ck.get("config") != self.cfg.to_dict():
-            log.warning("resuming %s whose stored config differs from the current one; using the current", file)
+            log.warning("resuming %s whose stored config differs from the current one in settings that do not "
+                        "define the network; using the current", file)
         tr = ck["training"]
         if tr["scheduler"].get("iters_per_epoch") != self.iters_per_epoch:
-            raise ValueError(
-                f"{file}: written with {tr['scheduler'].get('iters_per_epoch')} iterations per epoch, this run has "
+            raise CheckpointError(
+                file, f"written with {tr['scheduler'].get('iters_per_epoch')} iterations per epoch, this run has "
                 f"{self.iters_per_epoch} (different world size, batch size, split or max_iters_per_epoch)"
             )
-        load_model_weights(self.model, ck)  # strict: one error naming unknown / missing / mis-shaped tensors
+        # the one loader: a network, class count or grid other than this config's is an error
+        loaded = load_model(ck, expect=self.cfg, where=file)
+        self.model.load_state_dict(loaded.model.state_dict(), strict=True)
+        ckpt_io.check_optimizer_state(tr["optimizer"], self.optimizer, file)
         self.optimizer.load_state_dict(tr["optimizer"])
         self.scheduler.load_state_dict(tr["scheduler"])
         self._apply_schedule_config(file)
@@ -448,6 +404,7 @@ class Trainer:
             self._rng_to_restore = None
         last_metrics: dict[str, Any] = {}
         log_every = max(1, tc.log_interval)
+        bar = None
         try:
             while self.state.epoch < tc.epochs:
                 epoch = self.state.epoch
@@ -500,6 +457,8 @@ class Trainer:
                         self.state.best_metric, self.state.best_epoch, is_best = miou, self.state.epoch, True
                 self._checkpoint(self.ckpts.epoch_path(self.state.epoch), is_best=is_best)
         finally:
+            if bar is not None:  # closed now, not when collected (after the CLI's error line)
+                bar.close()
             if self.writer is not None:
                 self.writer.close()
                 self.writer = None
@@ -528,7 +487,7 @@ class Trainer:
 
     def validate(self) -> dict[str, Any]:
         """Evaluate on the validation split (all ranks), log the table, write TensorBoard entries."""
-        from sgn_ros.training.evaluate import evaluate_model, format_metrics, make_eval_loader
+        from sgn_ros.evaluation.network import evaluate_model, format_metrics, make_eval_loader
 
         loader = make_eval_loader(self.val_set, self.cfg, self.info)
         result = evaluate_model(

@@ -37,7 +37,7 @@ from sgn_ros.data.synth.render import CameraRender, render_view
 from sgn_ros.data.synth.voxelize import VoxelFrame, voxelize_frame
 from sgn_ros.data.synth.world import KITTI_IMAGE_SIZE, SynthWorld, kitti_calibration
 from sgn_ros.fileio import atomic_path
-from sgn_ros.grid import DEFAULT_GRID
+from sgn_ros.grid import DEFAULT_GRID, VoxelGrid
 
 __all__ = ["generate_sequence", "SynthWorld", "CameraRender", "VoxelFrame", "render_view", "voxelize_frame",
            "VOXEL_EVERY"]
@@ -68,7 +68,7 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
 
 def generate_sequence(out_root: str | os.PathLike[str], sequence: str = "00", frames: int = 20, seed: int = 0,
                       depth: bool = True, image_size: tuple[int, int] = KITTI_IMAGE_SIZE,
-                      progress: bool = False) -> Path:
+                      progress: bool = False, grid: VoxelGrid = DEFAULT_GRID) -> Path:
     """Write a synthetic SemanticKITTI sequence (layout in the module docstring); returns its folder.
 
     Args:
@@ -79,6 +79,7 @@ def generate_sequence(out_root: str | os.PathLike[str], sequence: str = "00", fr
         depth: also write depth/NNNNNN.npy for every frame.
         image_size: (H, W) of the images; the intrinsics scale with it (KITTI's for 376 x 1241).
         progress: show a tqdm bar.
+        grid: the voxel grid of the labels (a config's cfg.grid; SemanticKITTI's by default).
     """
     if frames < 1:
         raise ValueError(f"generate_sequence: frames must be >= 1, got {frames}")
@@ -102,7 +103,7 @@ def generate_sequence(out_root: str | os.PathLike[str], sequence: str = "00", fr
         if depth:
             _write_npy(seq_dir / "depth" / f"{name}.npy", left.depth)
         if i % VOXEL_EVERY == 0:
-            vox = voxelize_frame(world, i, DEFAULT_GRID)
+            vox = voxelize_frame(world, i, grid)
             base = seq_dir / "voxels" / name
             _atomic(base.with_suffix(".label"), lambda p, v=vox: kitti_io.write_label(p, v.label))
             _atomic(base.with_suffix(".invalid"), lambda p, v=vox: kitti_io.write_bitpacked(p, v.invalid))

@@ -51,8 +51,8 @@ def init_distributed(device: str | None = None, timeout_s: float = 1800.0) -> Di
     """Initialise from torchrun's environment, or describe a single process.
 
     Args:
-        device: ``"cuda"``, ``"cpu"`` or None (CUDA when available). With CUDA each process takes
-            ``cuda:LOCAL_RANK``.
+        device: ``"cuda"``, ``"cuda:N"`` (one process only), ``"cpu"`` or None (CUDA when
+            available); see `sgn_ros.runtime.resolve_device`. ``"cuda"`` takes ``cuda:LOCAL_RANK``.
         timeout_s: collective timeout (seconds) of the process group.
 
     Returns:
@@ -64,18 +64,12 @@ def init_distributed(device: str | None = None, timeout_s: float = 1800.0) -> Di
     local_rank = _env_int("LOCAL_RANK", 0)
     if not 0 <= rank < world_size:
         raise ValueError(f"RANK={rank} is outside 0..WORLD_SIZE-1 (WORLD_SIZE={world_size})")
-    want_cuda = torch.cuda.is_available() if device is None else str(device).startswith("cuda")
-    if want_cuda and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for but CUDA is not available")
+    from sgn_ros.runtime import resolve_device  # runtime imports DistInfo from here
+
+    dev = resolve_device(device, local_rank=local_rank, world_size=world_size)
+    want_cuda = dev.type == "cuda"
     if want_cuda:
-        if local_rank >= torch.cuda.device_count():
-            raise ValueError(
-                f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} CUDA device(s) are visible"
-            )
-        dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
-    else:
-        dev = torch.device("cpu")
     backend = None
     if world_size > 1:
         backend = "nccl" if want_cuda else "gloo"

@@ -1,6 +1,6 @@
-# Network evaluation over a dataset split: used after every training epoch by the trainer and,
-# as `sgn-ros evaluate --checkpoint ...` ("mode 2", arguments declared in
-# sgn_ros/evaluation/cli.py), on its own — in one process or under torchrun, where every rank
+# Network evaluation over a dataset split: used after every training epoch by the trainer (training
+# imports evaluation, never the reverse) and, as `sgn-ros evaluate --checkpoint ...` ("mode 2",
+# arguments declared in sgn_ros/evaluation/cli.py), on its own — in one process or under torchrun, where every rank
 # scores its shard and the confusion matrices are summed (SSCMetrics.all_reduce).
 """Run SGN over a split: SemanticKITTI-protocol metrics, pictures, optional submission export."""
 
@@ -21,36 +21,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from sgn_ros.config import SGNConfig, config_from_dict, load_config
+from sgn_ros.config import SGNConfig
+from sgn_ros.distributed import DistInfo, ShardSampler, cleanup_distributed, init_distributed
 from sgn_ros.fileio import atomic_path
-from sgn_ros.training.distributed import DistInfo, ShardSampler, cleanup_distributed, init_distributed
 
-log = logging.getLogger("sgn_ros.training.evaluate")
+log = logging.getLogger("sgn_ros.evaluation.network")
 
 
 # --------------------------------------------------------------------------- data
-def make_dataset(
-    cfg: SGNConfig,
-    root: str | os.PathLike[str],
-    split: str,
-    sequences: list[str] | None = None,
-) -> Dataset:
-    """The dataset reader of cfg.data.dataset for `split` (train / val / test).
-
-    `sequences` replaces the split's sequence list (e.g. ``["00"]`` for a synthetic world). Targets
-    are loaded where label files exist (the test split has none).
-    """
-    if cfg.data.dataset == "semantickitti":
-        from sgn_ros.data.semantic_kitti import SemanticKittiDataset
-
-        return SemanticKittiDataset(root, cfg, split, sequences=sequences)
-    if cfg.data.dataset == "kitti360":
-        from sgn_ros.data.kitti360 import Kitti360Dataset
-
-        return Kitti360Dataset(root, cfg, split, sequences=sequences)
-    raise ValueError(f"data.dataset: unknown dataset {cfg.data.dataset!r}")
-
-
 def make_eval_loader(dataset: Dataset, cfg: SGNConfig, info: DistInfo, max_samples: int = 0,
                      num_workers: int | None = None) -> DataLoader:
     """Sharded (no padding, no shuffling) loader of batch size 1, as the reference evaluates."""
@@ -171,49 +149,30 @@ def format_metrics(scores: dict[str, Any], class_names: list[str] | tuple[str, .
 
 
 # --------------------------------------------------------------------------- `sgn-ros evaluate --checkpoint`
-def _load_for_evaluation(args: argparse.Namespace) -> tuple[SGNConfig, dict[str, Any] | None]:
-    """The config to build the network with, and the checkpoint dict if it is an sgn_ros one."""
-    path = Path(args.checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"--checkpoint: file not found: {path}")
-    cfg = load_config(args.config, dataset=getattr(args, "dataset_name", None))
-    unsafe = bool(getattr(args, "unsafe_load", False))
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=not unsafe)
-    except Exception as e:
-        raise ValueError(
-            f"--checkpoint {path}: cannot load with torch.load(weights_only=True) ({e}); "
-            "if you trust the file, allow full unpickling with --unsafe-load"
-        ) from e
-    if isinstance(ck, dict) and isinstance(ck.get("config"), dict) and "model" in ck:
-        stored = config_from_dict(ck["config"], where=str(path))
-        if stored.to_dict() != cfg.to_dict():
-            log.info("%s carries its own config (%s): it defines the network and data settings (--config %s "
-                     "not used)", path, stored.name, args.config)
-        cfg = stored
-    return cfg, ck
-
-
 def run_network_evaluation(args: argparse.Namespace) -> int:
     """`sgn-ros evaluate --checkpoint CKPT --data-root ROOT [--config ...] [--split val] [--export DIR]
     [--json OUT]`: score a trained network on a split (one process or torchrun)."""
-    from sgn_ros.evaluation.cli import scores_for_output
+    from sgn_ros.data.registry import build_dataset
+    from sgn_ros.evaluation.metrics import scores_for_output
     from sgn_ros.labels import load_label_set
-    from sgn_ros.model import build_model
-    from sgn_ros.training.trainer import resolve_amp, setup_logging
+    from sgn_ros.model.checkpoint import load_model
+    from sgn_ros.runtime import resolve_amp, setup_logging
 
     if not args.data_root:
         raise ValueError("sgn-ros evaluate --checkpoint: --data-root is required")
     info = init_distributed(args.device)
     setup_logging(None, info)
     try:
-        cfg, ck = _load_for_evaluation(args)
-        model = build_model(cfg)
-        _load_weights(model, ck, args.checkpoint)
-        model.to(info.device)
+        # One loader: our files define the network by their stored config; --config /
+        # --dataset-name may only agree with it (reference files: they choose, or shapes tell).
+        loaded = load_model(
+            args.checkpoint, variant=getattr(args, "config", None), dataset=getattr(args, "dataset_name", None),
+            allow_unsafe=bool(getattr(args, "unsafe_load", False)), device=info.device,
+        )
+        cfg, model = loaded.cfg, loaded.model
         amp = resolve_amp(bool(getattr(args, "fp16", False)), info.device)
         sequences = getattr(args, "sequences", None)
-        dataset = make_dataset(cfg, args.data_root, args.split, sequences=sequences)
+        dataset = build_dataset(args.data_root, cfg, args.split, sequences=sequences)
         loader = make_eval_loader(dataset, cfg, info, max_samples=int(getattr(args, "max_samples", 0) or 0),
                                   num_workers=getattr(args, "num_workers", None))
         result = evaluate_model(model, loader, cfg, info, amp=amp, export_dir=args.export, progress=True)
@@ -233,10 +192,3 @@ def run_network_evaluation(args: argparse.Namespace) -> int:
         return 0
     finally:
         cleanup_distributed()
-
-
-def _load_weights(model: nn.Module, ck: dict[str, Any] | None, path: str) -> None:
-    """Load model weights from an sgn_ros (training) checkpoint or a released reference one."""
-    from sgn_ros.model.checkpoint import load_model_weights
-
-    load_model_weights(model, ck if ck is not None else path)
