@@ -82,6 +82,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2008, help="world seed (2008 = the held-out sequence 08)")
     ap.add_argument("--modes", default="auto,crop", help="fitting modes to compare (auto = crop for KITTI)")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--coverage-only", action="store_true", help="only the grid-in-view share (no network runs)")
     args = ap.parse_args()
 
     labels = load_label_set("semantickitti")
@@ -98,13 +99,18 @@ def main() -> None:
     pred = SSCPredictor("sgn-l-synth", device=args.device)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
 
+    if args.coverage_only:
+        frames = frames[:1]
     rows = []
     for rig in RIGS:
-        views = {f: view(world, f, rig) for f in frames}
+        views = {f: view(world, f, rig) for f in (frames[:1] if args.coverage_only else frames)}
         f0 = views[frames[0]]
         for mode in modes:
             if rig.name == "kitti" and mode != modes[0]:
                 continue  # auto == crop at KITTI's size
+            if args.coverage_only:
+                print(f"{rig.name} {mode}: grid in view {100 * pred.view_coverage(rig.size, f0[2], f0[3], mode):.1f} %")
+                continue
             metrics = SSCMetrics(labels.num_classes, labels.names)
             t0 = time.perf_counter()
             for f in frames:
@@ -119,6 +125,8 @@ def main() -> None:
             rows.append((rig, mode, 100 * s["iou_completion"], miou, 100 * cover, dt))
             print(f"  {rig.name} {mode}: IoU {rows[-1][2]:.1f} mIoU {miou:.1f} ({dt:.1f} s/frame)", flush=True)
 
+    if args.coverage_only:
+        return
     print(f"\nsgn-l-synth, world seed {args.seed}, frames {frames}, ground-truth depth, "
           f"{torch.get_num_threads()} threads; mIoU over the {len(classes)} classes present")
     print("| camera | size (H x W) | focal px | height m | pitch deg | fitting | grid in view % "

@@ -277,8 +277,11 @@ def test_fit_keeps_geometry_and_the_near_road(hw, f, focal):
         u1, v1 = np.rint((K2 @ x)[:2] / x[2]).astype(int)
         if 0 <= u0 < w and 0 <= v0 < h and 0 <= u1 < NET[1] and 0 <= v1 < NET[0]:
             assert np.all(np.abs(out[v1, u1, :2].astype(int) - img[v0, u0, :2]) <= 255 / min(h, w) * 2 + 2)
+    r0, r1, c0, c1 = plan.box  # the network pixels showing the camera; the rest is fill
+    assert (c0, c1) == (max(0, -plan.left), min(NET[1], ws - plan.left))
+    assert (r0, r1) == (max(0, -plan.top), min(NET[0], hs - plan.top))
     if plan.left < 0:  # narrower than the network after scaling: padded with the fill colour
-        assert np.all(out[:, 0] == (1, 2, 3))
+        assert np.all(out[:, 0] == (1, 2, 3)) and np.all(out[:, c1:] == (1, 2, 3))
 
 
 def test_fit_auto_keeps_the_reference_crop_at_kitti_size():

@@ -293,3 +293,5 @@ def test_view_coverage_says_when_the_grid_is_out_of_view(predictor, inputs):
     behind = T.copy()
     behind[:3, :3] = T[:3, :3] @ np.diag([-1.0, -1.0, 1.0])  # camera turned to look backwards
     assert predictor.view_coverage(img.shape[:2], K, behind) < 0.05
+    # padding sees nothing: the left half of the image, padded by `crop`, covers less
+    assert predictor.view_coverage((72, 90), K, T, "crop") < ahead

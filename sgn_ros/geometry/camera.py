@@ -187,13 +187,15 @@ def resize_image(image: np.ndarray, K: np.ndarray, size: Sequence[int]) -> tuple
 class FitPlan:
     """How `fit_image` maps a camera image onto the network input: scale to `scaled_hw` (H, W)
     (None: no resize), then keep the `size` window whose top-left corner is (`top`, `left`) in
-    the scaled image (negative or short: padded). `K` is the intrinsics of the result."""
+    the scaled image (negative or short: padded). `K` is the intrinsics of the result; `box`
+    (row0, row1, col0, col1) the network pixels that show the camera image (the rest is padding)."""
 
     mode: str
     scaled_hw: tuple[int, int] | None
     top: int
     left: int
     K: np.ndarray
+    box: tuple[int, int, int, int]
 
 
 def fit_intrinsics(
@@ -227,9 +229,9 @@ def fit_intrinsics(
         kitti_like = h <= h0 <= h * (1 + AUTO_CROP_SLACK) and w <= w0 <= w * (1 + AUTO_CROP_SLACK)
         mode = "crop" if kitti_like else "fit"
     if mode == "crop" or (h0, w0) == (h, w):
-        return FitPlan(mode, None, 0, 0, K)
+        return FitPlan(mode, None, 0, 0, K, (0, min(h, h0), 0, min(w, w0)))
     if mode == "resize":
-        return FitPlan(mode, (h, w), 0, 0, _scaled_K(K, h / h0, w / w0))
+        return FitPlan(mode, (h, w), 0, 0, _scaled_K(K, h / h0, w / w0), (0, h, 0, w))
     if focal is None:
         s = max(h / h0, w / w0)
         hs, ws = max(h, int(round(h0 * s))), max(w, int(round(w0 * s)))
@@ -246,7 +248,8 @@ def fit_intrinsics(
     K_fit = K_s.copy()
     K_fit[0, 2] -= left
     K_fit[1, 2] -= top
-    return FitPlan("fit", (hs, ws), top, left, K_fit)
+    box = (max(0, -top), min(h, hs - top), max(0, -left), min(w, ws - left))
+    return FitPlan("fit", (hs, ws), top, left, K_fit, box)
 
 
 def _scaled_K(K: np.ndarray, sy: float, sx: float) -> np.ndarray:
