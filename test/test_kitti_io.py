@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -36,10 +38,10 @@ def test_calib_errors_name_file_and_key(tmp_path) -> None:
     with pytest.raises(DataFormatError, match=r"calib\.txt: missing calibration key\(s\) \['Tr'\]"):
         kitti_io.read_calib(path)
     path.write_text("P2: 1 2 3\n")
-    with pytest.raises(DataFormatError, match=r"calib\.txt:1: 'P2' needs 12 numbers, got 3"):
+    with pytest.raises(DataFormatError, match=r"calib\.txt: line 1: 'P2' needs 12 numbers, got 3"):
         kitti_io.read_calib(path)
     path.write_text("no colon here\n")
-    with pytest.raises(DataFormatError, match=r"calib\.txt:1"):
+    with pytest.raises(DataFormatError, match=r"calib\.txt: line 1"):
         kitti_io.read_calib(path)
     with pytest.raises(FileNotFoundError, match=r"missing dataset file: .*nothere\.txt"):
         kitti_io.read_calib(tmp_path / "nothere.txt")
@@ -125,7 +127,7 @@ def test_broken_files_are_named(tmp_path) -> None:
     (tmp_path / "cut.png").write_bytes(good[: len(good) // 2])
     with pytest.raises(DataFormatError, match=r"cut\.png: unreadable image") as e:
         kitti_io.read_image(tmp_path / "cut.png")
-    assert e.value.path == tmp_path / "cut.png" and isinstance(e.value, DataError)
+    assert Path(e.value.path) == tmp_path / "cut.png" and isinstance(e.value, DataError)
     with pytest.raises(DataFormatError, match=r"cut\.png: truncated PNG"):
         kitti_io.check_image(tmp_path / "cut.png")
     (tmp_path / "junk.png").write_bytes(b"not an image")
@@ -178,9 +180,9 @@ def test_broken_files_are_named(tmp_path) -> None:
     calib["P2"] = calib["P2"].copy()
     calib["P2"][1, 1] = np.nan
     kitti_io.write_calib(tmp_path / "calib.txt", calib)
-    with pytest.raises(DataFormatError, match=r"calib\.txt:3: non-finite value \(NaN or inf\) in 'P2'") as e:
+    with pytest.raises(DataFormatError, match=r"calib\.txt: line 3: non-finite value \(NaN or inf\) in 'P2'") as e:
         kitti_io.read_calib(tmp_path / "calib.txt")
-    assert e.value.path == tmp_path / "calib.txt"
+    assert Path(e.value.path) == tmp_path / "calib.txt"
 
     for fn in (kitti_io.read_image, kitti_io.read_npy, kitti_io.read_points, kitti_io.read_poses,
                kitti_io.read_indexed_poses, kitti_io.read_calib, kitti_io.read_times, kitti_io.check_image):

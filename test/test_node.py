@@ -309,7 +309,7 @@ def points_node(ros_env, tiny, tmp_path_factory):
         env,
         {
             "variant": tiny["config"], "checkpoint": tiny["checkpoint"], "device": "cpu",
-            "depth_source": "points", "diagnostics_period": 0.5, "log_throttle": 0.5,
+            "depth_source": "points", "diagnostics_period": 0.5, "log_throttle": 0.5, "input_timeout": 2.0,
         },
     )
     h = Harness(int(env["ROS_DOMAIN_ID"]))
@@ -344,6 +344,26 @@ def test_outputs_match_predictor(points_node, tiny) -> None:
     _wait_answer(node, h, stamp, lambda: _publish_frame(h, stamp, image, points))
     pred = predictor.predict(image, K_CAM, np.linalg.inv(_camera_to_grid()), points=points)
     _check_outputs(h, stamp, pred, grid, load_label_set("semantickitti").colors_rgb)
+
+
+def test_parameter_pose_attaches_the_grid_to_the_camera(points_node) -> None:
+    """camera_pose_source auto without a TF tree: camera_to_grid is used (the log says so) and the
+    grid frame is latched on /tf_static under the image's frame, so RViz can place the outputs."""
+    from tf2_msgs.msg import TFMessage
+
+    from sgn_ros.ros.tf_listener import tf_qos, transform_to_matrix
+
+    node, h = points_node
+    statics: list = []
+    sub = h.node.create_subscription(TFMessage, "/tf_static", statics.append, tf_qos(True))
+    try:
+        assert h.spin_until(lambda: any(t.child_frame_id == "sgn_grid" for m in statics for t in m.transforms), 10.0)
+    finally:
+        h.node.destroy_subscription(sub)
+    ts = next(t for m in statics for t in m.transforms if t.child_frame_id == "sgn_grid")
+    assert ts.header.frame_id == "camera"
+    np.testing.assert_allclose(transform_to_matrix(ts.transform), invert_transform(_camera_to_grid()), atol=1e-9)
+    assert "camera pose: parameter camera_to_grid (TF has no transform sgn_grid <- camera)" in node.log()
 
 
 def test_parameters_from_yaml_and_overrides(points_node, tiny) -> None:
@@ -492,6 +512,64 @@ def test_burst_keeps_memory_and_latency_bounded(points_node, tiny) -> None:
     assert rss1 - rss0 < 150.0, (rss0, rss1)
 
 
+def test_best_effort_and_reliable_publishers_with_default_qos(points_node, tiny) -> None:
+    """input_reliability auto (the default): frames from best-effort publishers (camera drivers) are
+    received, and once they are gone the node returns to reliable (every frame of a replay)."""
+    node, h = points_node
+    image, points = _scene(6, tiny["grid"])
+    be = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+    from sensor_msgs.msg import Image
+
+    pubs = {"image": h.node.create_publisher(Image, "image", be),
+            "info": h.node.create_publisher(CameraInfo, "camera_info", be),
+            "points": h.node.create_publisher(PointCloud2, "points", be)}
+    stamp = (STAMP0 + 120) * 1_000_000_000
+
+    def make() -> None:
+        pubs["info"].publish(_camera_info(stamp))
+        pubs["points"].publish(_cloud(points, stamp))
+        pubs["image"].publish(conv.array_to_image(image, "rgb8", _header(stamp)))
+
+    try:
+        _wait_answer(node, h, stamp, make)
+        assert "subscribed /image (sensor_msgs/msg/Image) best_effort" in node.log()
+    finally:
+        for pub in pubs.values():
+            h.node.destroy_publisher(pub)
+    seen = len(node.log())
+    assert h.spin_until(lambda: "subscribed /image (sensor_msgs/msg/Image) reliable" in node.log()[seen:], 10.0), \
+        node.log()
+    stamp2 = stamp + 1_000_000_000
+    _wait_answer(node, h, stamp2, lambda: _publish_frame(h, stamp2, image, points))
+
+
+def test_diagnostics_counters_add_up(points_node, tiny) -> None:
+    """Every received message is counted: per input received == matched + dropped + pending, frames
+    taken == processed + skipped; N slow complete frames raise received and matched by N."""
+    node, h = points_node
+    image, points = _scene(7, tiny["grid"])
+    h.spin_until(lambda: False, 1.2)
+    before = _diag(h.diagnostics[-1])
+    base = (STAMP0 + 130) * 1_000_000_000
+    n = 4
+    for i in range(n):
+        stamp = base + i * 100_000_000
+        _publish_frame(h, stamp, image, points)
+        assert h.spin_until(lambda s=stamp: h.complete(s), 30.0), node.log()
+    h.spin_until(lambda: False, 1.2)
+    after = _diag(h.diagnostics[-1])
+    print("diagnostics:", after)
+    for key in ("image", "info", "points"):
+        received = int(after[f"{key}.received"])
+        assert received == int(after[f"{key}.matched"]) + int(after[f"{key}.dropped"]) + int(after[f"{key}.pending"])
+        assert received - int(before[f"{key}.received"]) == n
+        assert int(after[f"{key}.matched"]) - int(before[f"{key}.matched"]) == n
+    assert int(after["frames_complete"]) == int(after["frames_taken"]) + int(after["frames_dropped"])
+    skipped = sum(int(after[k]) for k in ("frames_malformed", "frames_failed", "frames_no_transform"))
+    assert int(after["frames_taken"]) == int(after["frames_processed"]) + skipped
+    assert int(after["frames_processed"]) - int(before["frames_processed"]) == n
+
+
 def test_missing_topic_is_reported(points_node, tiny) -> None:
     """Images without camera_info / points: no output, a WARN status naming the silent topics, a log line."""
     node, h = points_node
@@ -637,3 +715,189 @@ def test_temporal_frames_use_odometry(ros_env, tiny, tmp_path) -> None:
     finally:
         h.close()
         assert node.stop() == 0, node.log()
+
+
+# --------------------------------------------------------------------------- TF, compressed images
+def _tf_pub(h: Harness):
+    from tf2_msgs.msg import TFMessage
+
+    from sgn_ros.ros.tf_listener import tf_qos
+
+    return h.node.create_publisher(TFMessage, "/tf", tf_qos(False))
+
+
+def test_tf_camera_pose_odometry_and_compressed_images(ros_env, tiny, tmp_path) -> None:
+    """Camera pose and the temporal frames' poses from TF (a /tf_static base_link -> camera and
+    base_link -> sgn_grid tree, a moving odom -> base_link on /tf), images as CompressedImage (PNG),
+    depth images: the outputs equal SSCPredictor's given the same transforms. The image features use
+    the reference's projection (P's offset removed), the depth back-projection the true pose. A frame
+    with no odometry in TF is skipped, counted and logged naming both frames."""
+    import cv2
+    import torch
+    from sensor_msgs.msg import CompressedImage, Image
+    from tf2_msgs.msg import TFMessage
+
+    from sgn_ros.geometry import camera_translation_from_P, make_transform
+    from sgn_ros.model import build_model
+    from sgn_ros.model.checkpoint import save_checkpoint
+    from sgn_ros.model.predictor import SSCPredictor
+    from sgn_ros.ros.tf_listener import StaticTransformPublisher, matrix_to_transform_stamped, transform_to_matrix
+
+    cfg_path = tmp_path / "sgn-tiny-t1.yaml"
+    cfg = yaml.safe_load(Path(tiny["config"]).read_text())
+    cfg["name"], cfg["data"]["temporal"] = "sgn-tiny-t1", [-1]
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    torch.manual_seed(2)
+    ckpt = save_checkpoint(tmp_path / "t1.pth", build_model(str(cfg_path)), _cfg(cfg_path))
+    predictor = SSCPredictor(str(cfg_path), checkpoint=ckpt, device="cpu")
+
+    env = _with_domain(ros_env)
+    node = NodeProcess(tmp_path / "node.log", env, {
+        "variant": cfg_path, "checkpoint": ckpt, "device": "cpu", "depth_source": "depth_image",
+        "camera_pose_source": "tf", "odom_frame": "odom", "image_transport": "compressed",
+        "diagnostics_period": 0.5, "log_throttle": 0.5})
+    h = Harness(int(env["ROS_DOMAIN_ID"]))
+    tf_pub = _tf_pub(h)
+    comp_pub = h.node.create_publisher(CompressedImage, "image/compressed", 10)
+    rng = np.random.default_rng(5)
+
+    def through_tf(T: np.ndarray) -> np.ndarray:  # what the node reads back from a TransformStamped
+        return transform_to_matrix(matrix_to_transform_stamped("a", "b", 0, T).transform)
+
+    base_cam = xyz_rpy_to_matrix([0.3, 0.05, 1.2, -np.pi / 2, 0.0, -np.pi / 2 + 0.03])
+    base_grid = xyz_rpy_to_matrix([0.1, 0.0, 1.0, 0.0, 0.0, 0.02])
+    static = StaticTransformPublisher(h.node)
+    static.send("base_link", "camera", base_cam)
+    static.send("base_link", "sgn_grid", base_grid)
+    cam_to_grid = invert_transform(through_tf(base_grid)) @ through_tf(base_cam)
+    P_offset = 0.5  # as KITTI's image_2 (P[0, 3] = fx * 0.06: camera 0 -> camera 2), larger to be seen
+    try:
+        stamps, scenes, poses = [], [], []
+        for f in range(2):
+            stamp = (STAMP0 + 400 + f) * 1_000_000_000
+            odom_base = xyz_rpy_to_matrix([1.5 * f, 0.2 * f, 0.0, 0.0, 0.0, 0.1 * f])
+            image = rng.integers(0, 256, (*IMAGE_HW, 3), dtype=np.uint8)
+            depth_mm = rng.integers(2000, 30000, IMAGE_HW).astype(np.uint16)
+            stamps.append(stamp)
+            scenes.append((image, depth_mm))
+            poses.append(through_tf(odom_base) @ through_tf(base_grid))
+
+            def make(stamp=stamp, odom_base=odom_base, image=image, depth_mm=depth_mm) -> None:
+                tf_pub.publish(TFMessage(transforms=[matrix_to_transform_stamped("odom", "base_link", stamp,
+                                                                                 odom_base)]))
+                h.pub["info"].publish(_camera_info(stamp, tx=K_CAM[0, 0] * P_offset))
+                h.pub["depth"].publish(conv.array_to_image(depth_mm, "16UC1", _header(stamp)))
+                ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+                assert ok
+                m = CompressedImage(header=_header(stamp), format="rgb8; png compressed bgr8")
+                m.data = png.tobytes()
+                comp_pub.publish(m)
+
+            _wait_answer(node, h, stamp, make)
+
+        P = np.zeros((3, 4))
+        P[:, :3], P[0, 3] = K_CAM, K_CAM[0, 0] * P_offset
+        projection = make_transform(translation=-camera_translation_from_P(P)) @ invert_transform(cam_to_grid)
+        clouds = []
+        for _image, depth_mm in scenes:
+            depth = conv.depth_image_to_metres(conv.array_to_image(depth_mm, "16UC1"))
+            clouds.append(np.asarray(predictor.camera_points(cam_to_grid, K_CAM, depth=depth)))
+        cur_to_past = invert_transform(poses[0]) @ poses[1]
+        pred = predictor.predict([scenes[1][0], scenes[0][0]], [K_CAM, K_CAM],
+                                 [projection, projection @ cur_to_past],
+                                 points=np.concatenate([clouds[1], apply_transform(invert_transform(cur_to_past),
+                                                                                   clouds[0])]))
+        got, _, _, _ = conv.voxel_grid_to_arrays(h.received["grid"][stamps[1]])
+        np.testing.assert_array_equal(got, pred.labels)
+        # the true pose for the projection too would give another answer (the offset matters)
+        other = predictor.predict([scenes[1][0], scenes[0][0]], [K_CAM, K_CAM],
+                                  [invert_transform(cam_to_grid), invert_transform(cam_to_grid) @ cur_to_past],
+                                  points=np.concatenate([clouds[1], apply_transform(invert_transform(cur_to_past),
+                                                                                    clouds[0])]))
+        assert not np.allclose(other.confidence, pred.confidence)
+        log = node.log()
+        assert "camera pose: 'camera' in 'sgn_grid' from TF" in log
+
+        # no odometry in TF at this stamp: skipped, counted, a warning naming both frames
+        late = (STAMP0 + 460) * 1_000_000_000
+        for _ in range(10):
+            h.pub["info"].publish(_camera_info(late))
+            h.pub["depth"].publish(conv.array_to_image(scenes[0][1], "16UC1", _header(late)))
+            ok, png = cv2.imencode(".png", scenes[0][0])
+            comp_pub.publish(CompressedImage(header=_header(late), format="png", data=png.tobytes()))
+            h.spin_until(lambda: False, 0.2)
+        assert h.spin_until(lambda: h.diagnostics and int(_diag(h.diagnostics[-1])["frames_no_transform"]) > 0, 5.0)
+        assert late not in h.received["grid"]
+        log = node.log()
+        assert "'sgn_grid'" in log and "'odom'" in log and "skipped" in log
+        assert "Traceback" not in log
+        assert Image  # raw images are not subscribed with image_transport compressed
+        assert h.node.count_subscribers("/image") == 0 and h.node.count_subscribers("/image/compressed") == 1
+    finally:
+        h.close()
+        assert node.stop() == 0, node.log()
+
+
+# --------------------------------------------------------------------------- lifecycle, QoS, missing input
+def _lifecycle_call(h: Harness, name: str, transition: int | None = None):
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    srv = ChangeState if transition is not None else GetState
+    cli = h.node.create_client(srv, f"/sgn_node/{name}")
+    assert h.spin_until(cli.service_is_ready, 30.0), name
+    req = srv.Request()
+    if transition is not None:
+        req.transition.id = transition
+    fut = cli.call_async(req)
+    assert h.spin_until(fut.done, 120.0), name
+    h.node.destroy_client(cli)
+    return fut.result()
+
+
+def test_lifecycle_qos_and_missing_input(ros_env, tiny, tmp_path) -> None:
+    """--lifecycle: unconfigured -> configure (model, warm-up, outputs, grid frame on /tf_static) ->
+    activate (subscribes; a misnamed input gets a 'did you mean' warning; a reliable-only input
+    reports the best-effort publisher as a QoS mismatch by name) -> deactivate (unsubscribed)."""
+    from lifecycle_msgs.msg import State, Transition
+    from sensor_msgs.msg import Image
+    from tf2_msgs.msg import TFMessage
+
+    from sgn_ros.ros.tf_listener import tf_qos, transform_to_matrix
+
+    env = _with_domain(ros_env)
+    node = NodeProcess(tmp_path / "node.log", env, {
+        "variant": tiny["config"], "checkpoint": tiny["checkpoint"], "device": "cpu", "depth_source": "points",
+        "image_topic": "camera/image_rect", "input_reliability": "reliable", "input_timeout": 1.0,
+        "log_throttle": 0.5, "grid_parent_frame": "base_link", "grid_pose": "[1.0, 0.0, 0.5, 0.0, 0.0, 0.1]"},
+        extra=["--lifecycle"])
+    h = Harness(int(env["ROS_DOMAIN_ID"]))
+    be = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+    be_pub = h.node.create_publisher(PointCloud2, "points", be)  # reliable node input: incompatible
+    h.node.create_publisher(Image, "camera/image_raw", 5)  # what the user meant
+    statics: list = []
+    h.node.create_subscription(TFMessage, "/tf_static", statics.append, tf_qos(True))
+    try:
+        assert _lifecycle_call(h, "get_state").current_state.id == State.PRIMARY_STATE_UNCONFIGURED
+        assert h.node.count_publishers("/ssc/grid") == 0
+        assert _lifecycle_call(h, "change_state", Transition.TRANSITION_CONFIGURE).success
+        assert h.node.count_publishers("/ssc/grid") == 1
+        assert "warm-up prediction" in node.log()
+        assert h.spin_until(lambda: any(t.child_frame_id == "sgn_grid" for m in statics for t in m.transforms), 10.0)
+        ts = next(t for m in statics for t in m.transforms if t.child_frame_id == "sgn_grid")
+        assert ts.header.frame_id == "base_link"
+        np.testing.assert_allclose(transform_to_matrix(ts.transform), xyz_rpy_to_matrix([1.0, 0.0, 0.5, 0.0, 0.0, 0.1]),
+                                   atol=1e-9)
+        assert h.node.count_subscribers("/points") == 0  # not active yet
+        assert _lifecycle_call(h, "change_state", Transition.TRANSITION_ACTIVATE).success
+        assert h.spin_until(lambda: h.node.count_subscribers("/points") == 1, 10.0)
+        be_pub.publish(_cloud(np.zeros((3, 3), np.float32), STAMP0 * 1_000_000_000))
+        assert h.spin_until(lambda: "did you mean /camera/image_raw" in node.log(), 15.0), node.log()
+        assert h.spin_until(lambda: "incompatible" in node.log(), 10.0), node.log()
+        assert "/points" in node.log() and "RELIABILITY" in node.log()
+        assert _lifecycle_call(h, "change_state", Transition.TRANSITION_DEACTIVATE).success
+        assert h.spin_until(lambda: h.node.count_subscribers("/points") == 0, 10.0)
+        assert _lifecycle_call(h, "get_state").current_state.id == State.PRIMARY_STATE_INACTIVE
+    finally:
+        h.close()
+        assert node.stop() == 0, node.log()
+    assert "Traceback" not in node.log()

@@ -330,6 +330,9 @@ def test_sgn_l_temporal_end_to_end(synthetic_root) -> None:
         batch,
         target=torch.from_numpy(np.stack(full)).long(),
         target_half=torch.from_numpy(np.stack([downsample_labels(t, 2) for t in full])).long(),
+        # the reader's tables are for its own grid: the coarser network makes its own (pure helper)
+        gather_index=None,
+        fov_mask=None,
     )
     torch.manual_seed(0)
     model = build_model(net_cfg).train()

@@ -316,6 +316,28 @@ def test_a_run_failing_in_data_loading_leaves_nothing(tiny_root: Path, tmp_path:
                    "--train-sequences", SEQ, "--device", "cpu", "--override", "train.eval_interval=0",
                    "train.epochs=1"])
     assert rc == 2
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith("sgn-ros train: error: missing dataset file: ") and "000005.png" in last
+    err = capsys.readouterr().err
+    # the pre-flight check names the file before the first iteration (not when an epoch reaches it)
+    assert "sgn-ros train: error: " in err and "files unusable" in err
+    assert "missing dataset file: " in err and "000005.png" in err
+    assert "Traceback" not in err
     assert not (tmp_path / "runs").exists()  # no config.yaml, tb/ or train.log left behind
+
+
+def test_preflight_names_a_truncated_label_before_training(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from sgn_ros.cli import main as cli_main
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_root, root)
+    label = next((root / "dataset" / load_config(TINY).data.labels_tag / SEQ).glob("*_1_1.npy"))
+    label.write_bytes(label.read_bytes()[:-7])
+    work = tmp_path / "runs" / "w"
+    rc = cli_main(["train", "--config", str(TINY), "--data-root", str(root), "--work-dir", str(work),
+                   "--train-sequences", SEQ, "--device", "cpu", "--override", "train.eval_interval=0",
+                   "train.epochs=1"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert label.name in err and "truncated" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()

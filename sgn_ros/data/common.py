@@ -311,7 +311,6 @@ def preflight(dataset: SSCDataset, progress: bool = True) -> int:
         for scale, grid in (("1_1", dataset.grid), ("1_2", dataset.grid.scaled(2))):
             checks.setdefault(dataset.label_path(seq, frame, scale), ("label", int(np.prod(grid.dims))))
     problems: list[str] = []
-    first_path: Path | None = None
     for path, (kind, arg) in tqdm(checks.items(), desc=f"pre-flight {dataset.dataset_name}", unit="file",
                                   disable=not progress):
         try:
@@ -324,12 +323,11 @@ def preflight(dataset: SSCDataset, progress: bool = True) -> int:
             else:
                 kitti_io.check_npy(path, arg)
         except (FileNotFoundError, kitti_io.DataFormatError) as e:
-            first_path = first_path or path
             problems.append(str(e))
     if problems:
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         raise kitti_io.DataFormatError(
-            first_path,
+            None,
             f"{dataset.dataset_name} {dataset.split}: {len(problems)} of {len(checks)} files unusable:\n  "
             + "\n  ".join(problems[:20]) + more,
         )

@@ -186,7 +186,7 @@ def _stereo_job(job: tuple[str, str, str, str]) -> int:
     left_path, right_path, calib_path, out_path = job
     calib = kitti_io.read_calib(calib_path)
     if "P3" not in calib:
-        raise kitti_io.DataFormatError(f"{calib_path}: missing calibration key 'P3' (needed for the stereo baseline)")
+        raise kitti_io.DataFormatError(calib_path, "missing calibration key 'P3' (needed for the stereo baseline)")
     left, right = kitti_io.read_image(left_path), kitti_io.read_image(right_path)
     depth = stereo_depth(left, right, calib["P2"], calib["P3"])
     kitti_io.write_npy(Path(out_path), depth.astype(np.float32))
@@ -246,7 +246,7 @@ def preprocess_msnet_depth(
         if left.shape != right.shape:
             raise ValueError(f"{left_path} {left.shape} and {right_path} {right.shape} differ in size")
         depth = stereo.depth(left, right, focal, REFERENCE_BASELINE_M).cpu().numpy()
-        _atomic_tofile(Path(out_path), depth.astype(np.float32), npy=True)
+        kitti_io.write_npy(out_path, depth.astype(np.float32))
     return len(jobs)
 
 

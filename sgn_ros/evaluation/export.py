@@ -118,7 +118,7 @@ def make_submission_zip(
                 packed = Path(dataset_root) / "sequences" / seq / "voxels" / f"{f.stem}.bin"
                 expected = 2 * 8 * packed.stat().st_size
             if expected is not None and f.stat().st_size != expected:
-                raise DataFormatError(f"{f}: expected {expected} bytes (uint16 per voxel), got {f.stat().st_size}")
+                raise DataFormatError(f, f"expected {expected} bytes (uint16 per voxel), got {f.stat().st_size}")
             members.append((f"sequences/{seq}/predictions/{f.name}", f))
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(zip_path, fsync=False) as tmp:

@@ -152,6 +152,7 @@ def format_metrics(scores: dict[str, Any], class_names: list[str] | tuple[str, .
 def run_network_evaluation(args: argparse.Namespace) -> int:
     """`sgn-ros evaluate --checkpoint CKPT --data-root ROOT [--config ...] [--split val] [--export DIR]
     [--json OUT]`: score a trained network on a split (one process or torchrun)."""
+    from sgn_ros.data.common import preflight
     from sgn_ros.data.registry import build_dataset
     from sgn_ros.evaluation.metrics import scores_for_output
     from sgn_ros.labels import load_label_set
@@ -173,6 +174,7 @@ def run_network_evaluation(args: argparse.Namespace) -> int:
         amp = resolve_amp(bool(getattr(args, "fp16", False)), info.device)
         sequences = getattr(args, "sequences", None)
         dataset = build_dataset(args.data_root, cfg, args.split, sequences=sequences)
+        preflight(dataset, progress=info.is_main)  # a broken file fails now, naming it, not mid-run
         loader = make_eval_loader(dataset, cfg, info, max_samples=int(getattr(args, "max_samples", 0) or 0),
                                   num_workers=getattr(args, "num_workers", None))
         result = evaluate_model(model, loader, cfg, info, amp=amp, export_dir=args.export, progress=True)

@@ -1,14 +1,19 @@
-# sgn_node: the ROS 2 face of SGN. A thin rclpy node: it matches a camera image with its
-# CameraInfo and the depth cue of the chosen source (stereo pair, depth image or point cloud) by
-# stamp, hands the NEWEST complete frame to one inference worker thread (older frames are dropped
-# and counted; callbacks never block), runs `SSCPredictor`, and publishes the completed scene as
-# PointCloud2 (ssc/points), MarkerArray (ssc/markers) and sgn_ros/SemanticVoxelGrid (ssc/grid),
-# stamped with the image stamp, plus /diagnostics (rate, latency, dropped and malformed input).
+# sgn_node: the ROS 2 face of SGN. A thin node: it keeps parameters, publishers and /diagnostics;
+# everything else lives in layers below it:
+#   inputs.py (InputSubscriptions: QoS matched to the publishers, silent-input warnings) ->
+#   assembler.py (FrameAssembler: stamp matching, time resets, temporal history, per-input
+#   counters) -> decode (decoders.py / compressed.py; grid_frames.py: sensor poses from TF or the
+#   fallback parameters) -> SSCPredictor (fitting, depth -> points, cropping, projection) ->
+#   SSCPrediction -> encoders.py -> publishers.
+# The per-frame work is three plain methods, `decode(item)`, `infer(decoded)` and
+# `publish(prediction, frame)`, so that a staged pipeline (sgn_ros/ros/pipeline.py) can run them on
+# its own threads; today one worker thread runs them in turn on the NEWEST complete frame (older
+# frames are dropped and counted; callbacks never block).
 #
-# Works with rclpy of Humble / Jazzy / Kilted. One data path: messages -> decoders.py -> arrays ->
-# SSCPredictor (fitting, depth -> points, cropping, projection: all there) -> SSCPrediction ->
-# encoders.py -> publishers.
-"""The `sgn_node` ROS 2 node (`SGNNode`) and its `main()`."""
+# Two node classes: `SGNNode` (plain: configures and activates itself) and `SGNLifecycleNode`
+# (rclpy.lifecycle: configure loads the model and warms it up, activate subscribes).
+# Works with rclpy of Humble / Jazzy / Kilted.
+"""The `sgn_node` ROS 2 node (`SGNNode`, `SGNLifecycleNode`) and its `main()`."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,22 +29,28 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from sgn_ros.geometry import apply_transform, invert_transform, xyz_rpy_to_matrix
 from sgn_ros.ros import decoders as dec
 from sgn_ros.ros import encoders as enc
+from sgn_ros.ros.assembler import AssembledFrame, FrameAssembler, Neighbour
+from sgn_ros.ros.grid_frames import POSE_SOURCES, FrameSkipped, GridFrames, reference_projection
+from sgn_ros.ros.inputs import InputSubscriptions
 from sgn_ros.ros.qos import make_qos
 
 DEPTH_SOURCES = ("stereo", "depth_image", "points")
 INPUT_MODES = ("crop", "resize")
+INPUT_RELIABILITIES = ("auto", "reliable", "best_effort")
+IMAGE_TRANSPORTS = ("raw", "compressed")
 
 # Pose of KITTI's left colour camera (optical frame: z forward, x right, y down) in the LiDAR-like
 # grid frame (x forward, y left, z up): about 0.27 m ahead of and 0.08 m below its origin, as x y z roll
-# pitch yaw. Set it for your robot.
+# pitch yaw. Used only where TF has no camera -> grid transform (camera_pose_source).
 _KITTI_CAMERA_TO_GRID = [0.27, 0.0, -0.08, -np.pi / 2, 0.0, -np.pi / 2]
 
 
@@ -69,30 +80,48 @@ PARAMETERS: dict[str, ParamSpec] = {
     ),
     "device": ParamSpec("", "torch device (cpu, cuda, cuda:1); empty = CUDA when available, else CPU"),
     "fp16": ParamSpec(False, "float16 autocast inference (CUDA only)"),
+    "warm_up": ParamSpec(True, "run one prediction on dummy input before saying 'ready' (first frame not slow)"),
     "depth_source": ParamSpec("stereo", "geometry input: stereo (right image + info) | depth_image | points"),
     "input_mode": ParamSpec("crop", "fit images to the network input: crop (top-left, K kept) | resize (K scaled)"),
     "image_topic": ParamSpec("image", "left (reference) camera image, any raw encoding"),
+    "image_transport": ParamSpec(
+        "raw", "raw (sensor_msgs/Image) | compressed (sensor_msgs/CompressedImage on <image topic>/compressed)"
+    ),
     "camera_info_topic": ParamSpec("camera_info", "CameraInfo of image_topic"),
     "right_image_topic": ParamSpec("right/image", "right rectified image (depth_source stereo)"),
     "right_camera_info_topic": ParamSpec("right/camera_info", "right CameraInfo, P gives the baseline (stereo)"),
     "depth_topic": ParamSpec("depth", "depth image registered to image_topic: 32FC1 m or 16UC1 mm (depth_image)"),
-    "points_topic": ParamSpec("points", "point cloud (depth_source points), frame given by points_to_grid"),
-    "odom_topic": ParamSpec("odom", "nav_msgs/Odometry: pose of the grid frame in a fixed frame (SGN-T only)"),
+    "points_topic": ParamSpec("points", "point cloud (depth_source points); its frame_id is looked up in TF"),
+    "odom_topic": ParamSpec("odom", "nav_msgs/Odometry: pose of the grid frame in a fixed frame (temporal variants)"),
+    "odom_frame": ParamSpec(
+        "", "fixed frame for temporal variants' poses from TF (odom_frame <- grid_frame); empty = odom_topic only"
+    ),
     "output_points_topic": ParamSpec("ssc/points", "PointCloud2 of occupied voxel centres (x y z rgb label conf.)"),
     "output_markers_topic": ParamSpec("ssc/markers", "MarkerArray, one CUBE_LIST per class"),
     "output_grid_topic": ParamSpec("ssc/grid", "sgn_ros/SemanticVoxelGrid, the dense prediction"),
-    "input_reliability": ParamSpec("best_effort", "QoS of inputs: best_effort (matches any publisher) | reliable"),
+    "input_reliability": ParamSpec(
+        "auto", "QoS of inputs: auto (match the publishers' offered QoS, as ros2 bag record) | reliable | best_effort"
+    ),
     "input_depth": ParamSpec(5, "QoS history depth of inputs"),
+    "input_timeout": ParamSpec(3.0, "seconds without messages on an input before a warning names it"),
     "output_reliability": ParamSpec("reliable", "QoS of outputs: reliable | best_effort"),
     "output_depth": ParamSpec(2, "QoS history depth of outputs"),
     "grid_frame": ParamSpec(
         "sgn_grid", "frame_id of the outputs (grid coordinates); empty = the image's frame (outputs transformed)"
     ),
+    "grid_parent_frame": ParamSpec(
+        "", "robot frame the grid frame is attached to at grid_pose (published on /tf_static); empty = none"
+    ),
+    "grid_pose": ParamSpec([0.0] * 6, "pose of the grid frame in grid_parent_frame: x y z roll pitch yaw or 4x4"),
+    "camera_pose_source": ParamSpec(
+        "auto", "camera pose in the grid frame: tf | parameter (camera_to_grid) | auto (TF when it has the frames)"
+    ),
     "camera_to_grid": ParamSpec(
         list(_KITTI_CAMERA_TO_GRID),
-        "pose of the camera optical frame in the grid frame: x y z roll pitch yaw (m, rad) or 16 values (4x4)",
+        "fallback pose of the camera optical frame in the grid frame: x y z roll pitch yaw (m, rad) or 4x4",
     ),
-    "points_to_grid": ParamSpec([0.0] * 6, "pose of the points_topic frame in the grid frame (6 or 16 values)"),
+    "points_to_grid": ParamSpec([0.0] * 6, "fallback pose of the points_topic frame in the grid frame (6 or 16)"),
+    "tf_tolerance": ParamSpec(0.05, "seconds: a transform this much older or newer than a frame is still used"),
     "confidence_threshold": ParamSpec(0.0, "voxels below this softmax confidence are not published", True),
     "publish_points": ParamSpec(True, "publish ssc/points", True),
     "publish_markers": ParamSpec(True, "publish ssc/markers", True),
@@ -109,18 +138,18 @@ PARAMETERS: dict[str, ParamSpec] = {
 }
 
 
-@dataclass
-class _Frame:
-    """The messages of one camera frame (decoded lazily on the worker thread)."""
+@dataclass(frozen=True)
+class DecodedFrame:
+    """Everything `infer` needs, as arrays: images / K / grid -> camera projection per network
+    frame (current first) and the merged points in the current grid frame."""
 
     stamp_ns: int
-    header: Any
-    image: Any
-    info: Any
-    extra: dict[str, Any] = field(default_factory=dict)  # right_image, right_info, depth, points
-    pose: np.ndarray | None = None  # grid frame in the fixed (odom) frame, SGN-T
-    complete_time: float = 0.0  # time.monotonic() when the frame became complete
-    cache: dict[str, Any] = field(default_factory=dict)
+    images: list[np.ndarray]
+    intrinsics: list[np.ndarray]
+    lidar_to_cam: list[np.ndarray]
+    points: Any
+    image_frame: str
+    grid_to_camera: np.ndarray  # true pose (outputs in the image frame when grid_frame is empty)
 
 
 @dataclass(frozen=True)
@@ -135,11 +164,44 @@ class _Timing:
     publish: float  # arrays -> messages -> publish
 
 
-class SGNNode(Node):
-    """Semantic scene completion from camera input; see the module comment and config/sgn.yaml."""
+def check_parameters(p: dict[str, Any]) -> None:
+    """Raise ValueError naming the first bad parameter of `p` (all of PARAMETERS)."""
+    choices = {"depth_source": DEPTH_SOURCES, "input_mode": INPUT_MODES, "camera_pose_source": POSE_SOURCES,
+               "input_reliability": INPUT_RELIABILITIES, "image_transport": IMAGE_TRANSPORTS}
+    for name, allowed in choices.items():
+        if p[name] not in allowed:
+            raise ValueError(f"parameter {name}: must be one of {allowed}, got {p[name]!r}")
+    for name in ("sync_tolerance", "diagnostics_period", "stamp_reset_threshold", "input_timeout"):
+        if not p[name] > 0:
+            raise ValueError(f"parameter {name}: must be > 0, got {p[name]}")
+    if not p["tf_tolerance"] >= 0:
+        raise ValueError(f"parameter tf_tolerance: must be >= 0, got {p['tf_tolerance']}")
+    if p["stereo_num_disparities"] <= 0 or p["stereo_num_disparities"] % 16:
+        raise ValueError(f"parameter stereo_num_disparities: must be a positive multiple of 16, "
+                         f"got {p['stereo_num_disparities']}")
+    if p["stereo_block_size"] < 1 or p["stereo_block_size"] % 2 == 0:
+        raise ValueError(f"parameter stereo_block_size: must be odd and >= 1, got {p['stereo_block_size']}")
+    if not 0.0 <= p["confidence_threshold"] <= 1.0:
+        raise ValueError(f"parameter confidence_threshold: must be in [0, 1], got {p['confidence_threshold']}")
+    for name in ("camera_to_grid", "points_to_grid", "grid_pose"):
+        try:
+            xyz_rpy_to_matrix(p[name])
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"parameter {name}: {e}") from None
+    if p["grid_parent_frame"] and not p["grid_frame"]:
+        raise ValueError("parameter grid_parent_frame: needs a grid_frame to attach")
+    if p["camera_pose_source"] == "tf" and not p["grid_frame"]:
+        raise ValueError("parameter camera_pose_source: tf needs a grid_frame to look the camera up in")
 
-    def __init__(self, **node_kwargs: Any) -> None:
-        super().__init__("sgn_node", **node_kwargs)
+
+class SGNCore:
+    """The node's behaviour, shared by `SGNNode` and `SGNLifecycleNode` (mixed into an rclpy Node).
+
+    Stages: `_declare` (parameters), `_configure` (model, warm-up, TF, publishers),
+    `_activate` (subscriptions, worker), `_deactivate`, `_cleanup`."""
+
+    # ------------------------------------------------------------------ parameters
+    def _declare(self) -> None:
         for name, spec in PARAMETERS.items():
             desc = ParameterDescriptor(
                 description=spec.description,
@@ -152,148 +214,179 @@ class SGNNode(Node):
         if unknown:
             raise ValueError(f"sgn_node: unknown parameter(s) {unknown}; known: {sorted(PARAMETERS)}")
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        check_parameters(p)
         self._p = p
-        self._check_parameters(p)
-        self._camera_to_grid = xyz_rpy_to_matrix(p["camera_to_grid"])
-        self._grid_to_camera = invert_transform(self._camera_to_grid)
-        self._points_to_grid = xyz_rpy_to_matrix(p["points_to_grid"])
-        self._tol_ns = int(p["sync_tolerance"] * 1e9)
-        self._reset_ns = int(p["stamp_reset_threshold"] * 1e9)
         self._throttle = float(p["log_throttle"])
         self._log_lock = threading.Lock()
         self._last_log: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
-
-        # ---- model (slow: seconds) -----------------------------------------------------------
-        from sgn_ros.labels import load_label_set
-        from sgn_ros.model.predictor import SSCPredictor
-
-        self.predictor = SSCPredictor(
-            p["variant"],
-            dataset=p["dataset"],
-            checkpoint=p["checkpoint"] or None,
-            device=p["device"] or None,
-            fp16=p["fp16"],
-        )
-        self.cfg = self.predictor.cfg
-        self.grid = self.cfg.grid
-        labels = load_label_set(self.cfg.data.dataset)
-        self.class_names = labels.names
-        self.colors_rgb = labels.colors_rgb
-        source = self.predictor.weights_source
-        if source == "untrained":
-            _warning(self.get_logger())("no checkpoint given: the network has UNTRAINED random weights")
-        elif source.startswith("bundled:"):
-            _warning(self.get_logger())(f"no checkpoint given: using the {source}")
-        temporal = self.cfg.data.temporal
-        self._temporal = tuple(int(t) for t in temporal)
-        self._history: deque[_Frame] = deque(maxlen=1 + max((-t for t in self._temporal), default=0))
-
-        # ---- inputs ---------------------------------------------------------------------------
-        qos_in = make_qos(p["input_reliability"], p["input_depth"], what="input_reliability/input_depth")
-        qos_out = make_qos(p["output_reliability"], p["output_depth"], what="output_reliability/output_depth")
         self._lock = threading.Lock()
-        self._buffers: dict[str, deque[tuple[int, Any]]] = {}
-        self._last_stamp: dict[str, int] = {}
-        self._last_arrival: dict[str, float] = {}
-        self._required = ["info"] + {
-            "stereo": ["right_image", "right_info"],
-            "depth_image": ["depth"],
-            "points": ["points"],
-        }[p["depth_source"]]
-        topics = {
-            "image": (Image, p["image_topic"]),
-            "info": (CameraInfo, p["camera_info_topic"]),
-            "right_image": (Image, p["right_image_topic"]),
-            "right_info": (CameraInfo, p["right_camera_info_topic"]),
-            "depth": (Image, p["depth_topic"]),
-            "points": (PointCloud2, p["points_topic"]),
-        }
-        self._topic_names = {k: v[1] for k, v in topics.items()}
-        self._subs = []
-        for key in ["image", *self._required]:
-            msg_type, topic = topics[key]
-            self._buffers[key] = deque(maxlen=max(8, int(p["input_depth"]) * 2))
-            self._subs.append(
-                self.create_subscription(msg_type, topic, lambda m, k=key: self._on_message(k, m), qos_in)
-            )
-        if self._temporal:
-            self._buffers["odom"] = deque(maxlen=64)
-            self._topic_names["odom"] = p["odom_topic"]
-            self._subs.append(self.create_subscription(Odometry, p["odom_topic"], self._on_odom, qos_in))
-
-        # ---- outputs --------------------------------------------------------------------------
-        from sgn_ros.msg import SemanticVoxelGrid
-
-        self._pub_points = self.create_publisher(PointCloud2, p["output_points_topic"], qos_out)
-        self._pub_markers = self.create_publisher(MarkerArray, p["output_markers_topic"], qos_out)
-        self._pub_grid = self.create_publisher(SemanticVoxelGrid, p["output_grid_topic"], qos_out)
-        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._marker_classes: set[int] = set()
-        self._marker_points = enc.MarkerPointCache(self.grid)
-
-        # ---- statistics (guarded by _lock) ---------------------------------------------------
-        self._stats = {
-            "frames_complete": 0,
-            "frames_processed": 0,
-            "frames_dropped": 0,
-            "frames_unmatched": 0,
-            "frames_failed": 0,
-            "messages_malformed": 0,
-            "messages_out_of_order": 0,
-            "time_resets": 0,
-        }
-        self._window: deque[_Timing] = deque(maxlen=256)
-        self._last_error = ""
-        self._last_problem: dict[str, float] = {}  # stats key -> time.monotonic() of its last increment
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-
-        # ---- worker ---------------------------------------------------------------------------
         self._cond = threading.Condition(self._lock)
-        self._pending: _Frame | None = None
+        self._worker: threading.Thread | None = None
         self._stop = False
-        self._worker = threading.Thread(target=self._work, name="sgn_inference", daemon=True)
-        self._worker.start()
-        self._diag_timer = self.create_timer(float(p["diagnostics_period"]), self._publish_diagnostics)
-        self.get_logger().info(
-            f"sgn_node ready: {self.cfg.name} on {self.predictor.device}, depth from {p['depth_source']}, "
-            f"inputs {[self._topic_names[k] for k in ['image', *self._required]]}, "
-            f"outputs in frame {p['grid_frame'] or '<image frame>'}"
-        )
-
-    # ------------------------------------------------------------------ parameters
-    @staticmethod
-    def _check_parameters(p: dict[str, Any]) -> None:
-        if p["depth_source"] not in DEPTH_SOURCES:
-            raise ValueError(f"parameter depth_source: must be one of {DEPTH_SOURCES}, got {p['depth_source']!r}")
-        if p["input_mode"] not in INPUT_MODES:
-            raise ValueError(f"parameter input_mode: must be one of {INPUT_MODES}, got {p['input_mode']!r}")
-        for name in ("sync_tolerance", "diagnostics_period", "stamp_reset_threshold"):
-            if not p[name] > 0:
-                raise ValueError(f"parameter {name}: must be > 0, got {p[name]}")
-        if p["stereo_num_disparities"] <= 0 or p["stereo_num_disparities"] % 16:
-            raise ValueError(f"parameter stereo_num_disparities: must be a positive multiple of 16, "
-                             f"got {p['stereo_num_disparities']}")
-        if p["stereo_block_size"] < 1 or p["stereo_block_size"] % 2 == 0:
-            raise ValueError(f"parameter stereo_block_size: must be odd and >= 1, got {p['stereo_block_size']}")
-        if not 0.0 <= p["confidence_threshold"] <= 1.0:
-            raise ValueError(f"parameter confidence_threshold: must be in [0, 1], got {p['confidence_threshold']}")
-        for name in ("camera_to_grid", "points_to_grid"):
-            try:
-                xyz_rpy_to_matrix(p[name])
-            except (ValueError, TypeError) as e:
-                raise ValueError(f"parameter {name}: {e}") from None
+        self.predictor = None
+        self._active = False
+        self._timers: list[Any] = []
+        self._inputs_subs: InputSubscriptions | None = None
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         new = dict(self._p)
         for prm in params:
             new[prm.name] = prm.value
         try:
-            self._check_parameters(new)
+            check_parameters(new)
         except ValueError as e:
             return SetParametersResult(successful=False, reason=str(e))
         self._p = new
         return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ configure
+    def _configure(self) -> None:
+        """Load the model (seconds), warm it up, set up TF and the publishers."""
+        from sgn_ros.labels import load_label_set
+        from sgn_ros.model.predictor import SSCPredictor
+
+        p = self._p
+        self._camera_to_grid = xyz_rpy_to_matrix(p["camera_to_grid"])
+        self._points_to_grid = xyz_rpy_to_matrix(p["points_to_grid"])
+        self.predictor = SSCPredictor(
+            p["variant"], dataset=p["dataset"], checkpoint=p["checkpoint"] or None,
+            device=p["device"] or None, fp16=p["fp16"],
+        )
+        self.cfg = self.predictor.cfg
+        self.grid = self.cfg.grid
+        labels = load_label_set(self.cfg.data.dataset)
+        self.class_names, self.colors_rgb = labels.names, labels.colors_rgb
+        source = self.predictor.weights_source
+        if source == "untrained":
+            _warning(self.get_logger())("no checkpoint given: the network has UNTRAINED random weights")
+        elif source.startswith("bundled:"):
+            _warning(self.get_logger())(f"no checkpoint given: using the {source}")
+        self._temporal = tuple(int(t) for t in self.cfg.data.temporal)
+
+        # ---- TF: sensor poses in the grid frame, and the grid frame in the tree --------------------
+        self._frames = GridFrames(
+            self, p["grid_frame"], p["grid_parent_frame"], xyz_rpy_to_matrix(p["grid_pose"]), p["camera_pose_source"],
+            log=self.get_logger().info, cache_time_s=max(10.0, 2.0 * p["stamp_reset_threshold"]),
+            extrapolation_tolerance_s=float(p["tf_tolerance"]), reset_threshold_s=float(p["stamp_reset_threshold"]),
+        )
+
+        # ---- frame assembly -----------------------------------------------------------------------
+        self._required = ["info"] + {
+            "stereo": ["right_image", "right_info"], "depth_image": ["depth"], "points": ["points"],
+        }[p["depth_source"]]
+        self._assembler = FrameAssembler(
+            "image", self._required, float(p["sync_tolerance"]), float(p["stamp_reset_threshold"]),
+            buffer_size=max(8, int(p["input_depth"]) * 2), temporal_offsets=self._temporal,
+            pose_lookup=self._odom_from_tf if p["odom_frame"] else None,
+            notify=lambda kind, text: self._warn(text, kind),
+        )
+        self._inputs = self._input_table(p)
+
+        # ---- outputs ------------------------------------------------------------------------------
+        from sgn_ros.msg import SemanticVoxelGrid
+
+        qos_out = make_qos(p["output_reliability"], p["output_depth"], what="output_reliability/output_depth")
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._marker_classes: set[int] = set()
+        self._marker_points = enc.MarkerPointCache(self.grid)
+        self._stats = dict.fromkeys(
+            ("frames_processed", "frames_malformed", "frames_failed", "frames_no_transform", "frames_without_pose",
+             "messages_malformed"), 0)
+        self._window: deque[_Timing] = deque(maxlen=256)
+        self._last_error = ""
+        self._last_problem: dict[str, float] = {}
+        if p["warm_up"]:
+            t0 = time.monotonic()
+            self._warm_up()
+            self.get_logger().info(f"warm-up prediction in {time.monotonic() - t0:.2f} s")
+        # outputs last: a subscriber that sees them may rely on the node being ready
+        self._pub_points = self.create_publisher(PointCloud2, p["output_points_topic"], qos_out)
+        self._pub_markers = self.create_publisher(MarkerArray, p["output_markers_topic"], qos_out)
+        self._pub_grid = self.create_publisher(SemanticVoxelGrid, p["output_grid_topic"], qos_out)
+
+    def _input_table(self, p: dict[str, Any]) -> dict[str, tuple[type, str]]:
+        """input key -> (message type, topic) of every input this configuration reads."""
+
+        def image(topic: str) -> tuple[type, str]:
+            if topic.endswith("/compressed"):
+                return CompressedImage, topic
+            if p["image_transport"] == "compressed":
+                return CompressedImage, topic.rstrip("/") + "/compressed"
+            return Image, topic
+
+        table = {
+            "image": image(p["image_topic"]),
+            "info": (CameraInfo, p["camera_info_topic"]),
+            "right_image": image(p["right_image_topic"]),
+            "right_info": (CameraInfo, p["right_camera_info_topic"]),
+            "depth": (Image, p["depth_topic"]),
+            "points": (PointCloud2, p["points_topic"]),
+            "odom": (Odometry, p["odom_topic"]),
+        }
+        keys = ["image", *self._required] + (["odom"] if self._temporal else [])
+        return {k: table[k] for k in keys}
+
+    def _warm_up(self) -> None:
+        """One prediction on dummy input: the first real frame does not pay for lazy set-up
+        (allocator, kernels, spconv tables)."""
+        h, w = (int(v) for v in self.cfg.data.image_size)
+        K = np.array([[float(w), 0.0, w / 2.0], [0.0, float(w), h / 2.0], [0.0, 0.0, 1.0]])
+        rng = np.random.default_rng(0)
+        lo, hi = np.asarray(self.grid.origin), np.asarray(self.grid.upper)
+        points = (lo + rng.random((2000, 3)) * (hi - lo)).astype(np.float32)
+        image = np.zeros((h, w, 3), np.uint8)
+        l2c = invert_transform(self._camera_to_grid)
+        self.predictor.predict(image, K, l2c, points=points if self.cfg.model.guidance else None)
+
+    # ------------------------------------------------------------------ activate
+    def _activate(self) -> None:
+        """Subscribe the inputs (QoS matched to the publishers with input_reliability auto) and
+        start the worker and the timers."""
+        self._stop = False
+        callbacks = {k: (lambda m, k=k: self._on_message(k, m)) for k in self._inputs}
+        callbacks["odom"] = self._on_odom
+        self._inputs_subs = InputSubscriptions(self, self._inputs, callbacks, self._p["input_reliability"],
+                                               self._p["input_depth"], self._warn)
+        self._inputs_subs.refresh()
+        self._worker = threading.Thread(target=self._work, name="sgn_inference", daemon=True)
+        self._worker.start()
+        self._timers = [
+            self.create_timer(float(self._p["diagnostics_period"]), self._publish_diagnostics),
+            self.create_timer(0.5, self._watch_inputs),
+        ]
+        self._active = True
+        p = self._p
+        self.get_logger().info(
+            f"sgn_node ready: {self.cfg.name} on {self.predictor.device}, depth from {p['depth_source']}, "
+            f"inputs {[t for _, t in self._inputs.values()]} (QoS {p['input_reliability']}), "
+            f"camera pose from {p['camera_pose_source']}, outputs in frame {p['grid_frame'] or '<image frame>'}"
+        )
+
+    def _deactivate(self) -> None:
+        """Unsubscribe and stop the worker (it finishes the frame in progress)."""
+        self._active = False
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        self._timers = []
+        if self._inputs_subs is not None:
+            self._inputs_subs.close()
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._worker is not None and self._worker.is_alive() and threading.current_thread() is not self._worker:
+            self._worker.join(timeout=60.0)
+        self._worker = None
+
+    def _cleanup(self) -> None:
+        """Release the model, TF and the publishers (configure can run again)."""
+        if self.predictor is None:
+            return
+        self._frames.close()
+        for pub in (self._pub_points, self._pub_markers, self._pub_grid, self._pub_diag):
+            self.destroy_publisher(pub)
+        self.predictor = None
 
     # ------------------------------------------------------------------ callbacks (never block)
     def _warn(self, text: str, kind: str = "input") -> None:
@@ -307,37 +400,6 @@ class SGNNode(Node):
             skipped = self._suppressed.pop(kind, 0)
         _warning(self.get_logger())(text + (f" ({skipped} similar messages suppressed)" if skipped else ""))
 
-    def _on_message(self, key: str, msg: Any) -> None:
-        try:
-            stamp = dec.stamp_to_ns(msg.header.stamp)
-        except Exception as e:  # noqa: BLE001 - any broken header is input garbage
-            self._count("messages_malformed", f"{self._topic_names[key]}: unreadable header stamp ({e})")
-            return
-        with self._lock:
-            self._last_arrival[key] = time.monotonic()
-            last = self._last_stamp.get(key)
-            if last is not None and stamp < last:
-                if last - stamp >= self._reset_ns:
-                    self._reset_locked(f"{self._topic_names[key]}: time jumped back {(last - stamp) / 1e9:.3f} s")
-                else:
-                    self._stats["messages_out_of_order"] += 1
-                    self._last_error = f"{self._topic_names[key]}: stamp out of order ({(last - stamp) / 1e9:.3f} s)"
-                    self._warn(self._last_error + "; message skipped", "out_of_order")
-                    return
-            self._last_stamp[key] = stamp
-            self._buffers[key].append((stamp, msg))
-            self._assemble_locked()
-
-    def _on_odom(self, msg: Odometry) -> None:
-        try:
-            stamp = dec.stamp_to_ns(msg.header.stamp)
-            pose = dec.pose_to_matrix(msg.pose.pose)
-        except Exception as e:  # noqa: BLE001
-            self._count("messages_malformed", f"{self._topic_names['odom']}: bad Odometry ({e})")
-            return
-        with self._lock:
-            self._buffers["odom"].append((stamp, pose))
-
     def _count(self, key: str, text: str) -> None:
         with self._lock:
             self._stats[key] += 1
@@ -345,188 +407,188 @@ class SGNNode(Node):
             self._last_problem[key] = time.monotonic()
         self._warn(text, key)
 
-    def _reset_locked(self, why: str) -> None:
-        for buf in self._buffers.values():
-            buf.clear()
-        self._last_stamp.clear()
-        self._history.clear()
-        self._stats["time_resets"] += 1
-        self._warn(f"{why}: time reset, input buffers cleared", "time_reset")
-
-    @staticmethod
-    def _nearest(buf: deque[tuple[int, Any]], stamp: int, tol: int) -> Any | None:
-        best, best_dt = None, tol + 1
-        for s, m in buf:
-            dt = abs(s - stamp)
-            if dt < best_dt:
-                best, best_dt = m, dt
-        return best
-
-    def _assemble_locked(self) -> None:
-        """Form the newest frame whose messages are all there; older images are dropped."""
-        images = self._buffers["image"]
-        for i in range(len(images) - 1, -1, -1):
-            stamp, img = images[i]
-            parts = {}
-            for key in self._required:
-                m = self._nearest(self._buffers[key], stamp, self._tol_ns)
-                if m is None:
-                    break
-                parts[key] = m
-            else:
-                self._stats["frames_unmatched"] += i  # older images that never completed
-                for _ in range(i + 1):
-                    images.popleft()
-                frame = _Frame(
-                    stamp_ns=stamp,
-                    header=img.header,
-                    image=img,
-                    info=parts.pop("info"),
-                    extra=parts,
-                    complete_time=time.monotonic(),
-                )
-                self._stats["frames_complete"] += 1
-                if self._history.maxlen and self._history.maxlen > 1:
-                    if self._history and self._history[-1].stamp_ns == stamp:
-                        self._history.pop()  # the same frame sent again: keep one entry per camera frame
-                    self._history.append(frame)
-                if self._pending is not None:
-                    self._stats["frames_dropped"] += 1
-                self._pending = frame
+    def _on_message(self, key: str, msg: Any) -> None:
+        try:
+            stamp = dec.stamp_to_ns(msg.header.stamp)
+        except Exception as e:  # noqa: BLE001 - any broken header is input garbage
+            self._assembler.reject(key, f"unreadable header stamp ({e})")
+            self._count("messages_malformed", f"{self._inputs[key][1]}: unreadable header stamp ({e}); skipped")
+            return
+        if self._assembler.add(key, stamp, msg) is not None:
+            with self._cond:
                 self._cond.notify()
-                return
+
+    def _on_odom(self, msg: Odometry) -> None:
+        try:
+            stamp = dec.stamp_to_ns(msg.header.stamp)
+            pose = dec.pose_to_matrix(msg.pose.pose)
+            child = str(msg.child_frame_id)
+            grid = self._p["grid_frame"]
+            if child and grid and child != grid:  # the odometry of a robot frame: move it to the grid
+                try:
+                    pose = pose @ self._frames.lookup(child, grid)
+                except ValueError as e:
+                    self._warn(f"{self._p['odom_topic']}: odometry of '{child}', not of the grid frame '{grid}', "
+                               f"and TF has no {child} <- {grid} ({e}); used as the grid's pose", "odom_child")
+        except Exception as e:  # noqa: BLE001
+            self._assembler.reject("odom", f"bad Odometry ({e})")
+            self._count("messages_malformed", f"{self._p['odom_topic']}: bad Odometry ({e}); skipped")
+            return
+        self._assembler.add_odometry(stamp, pose)
+
+    def _odom_from_tf(self, stamp_ns: int) -> np.ndarray:
+        """Pose of the grid frame in odom_frame at `stamp_ns` (TF); raises TransformError."""
+        return self._frames.lookup(self._p["odom_frame"], self._p["grid_frame"], stamp_ns)
 
     # ------------------------------------------------------------------ worker thread
     def _work(self) -> None:
         while True:
             with self._cond:
-                while self._pending is None and not self._stop:
-                    self._cond.wait()
+                while not self._stop and not self._assembler.has_pending():
+                    self._cond.wait(0.5)
                 if self._stop:
                     return
-                frame, self._pending = self._pending, None
-                history = list(self._history)
-            try:
-                self._process(frame, history)
-            except Exception as e:  # noqa: BLE001 - the node must survive anything a frame does
-                if self._stop or not self.context.ok():  # shutting down: publishing may fail, that is fine
-                    return
-                if isinstance(e, ValueError):  # what the conversions and the predictor say about bad input
-                    self._count("messages_malformed", f"frame {frame.stamp_ns / 1e9:.3f}: {e}; skipped")
-                else:  # anything else (e.g. out of GPU memory): reported, and the node carries on
-                    self._count("frames_failed", f"frame {frame.stamp_ns / 1e9:.3f}: {type(e).__name__}: {e}")
+            item = self._assembler.take()
+            if item is not None:
+                self.process(item)
 
-    def _decode(self, frame: _Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(camera image (H, W, 3) uint8, its K, grid-frame points (N, 3)) of a frame, cached.
+    def process(self, item: tuple[AssembledFrame, list[Neighbour]]) -> None:
+        """decode -> infer -> publish one frame; every outcome is counted, nothing escapes."""
+        frame = item[0]
+        t_start = time.monotonic()
+        try:
+            decoded = self.decode(item)
+            t_decoded = time.monotonic()
+            prediction = self.infer(decoded)
+            t_inferred = time.monotonic()
+            self.publish(prediction, frame, decoded)
+        except FrameSkipped as e:
+            self._count(f"frames_{e.kind}", f"frame {frame.stamp_ns / 1e9:.3f}: {e}; skipped")
+            return
+        except Exception as e:  # noqa: BLE001 - the node must survive anything a frame does
+            if self._stop or not self.context.ok():  # shutting down: publishing may fail, that is fine
+                return
+            if isinstance(e, ValueError):  # what the decoders and the predictor say about bad input
+                self._count("frames_malformed", f"frame {frame.stamp_ns / 1e9:.3f}: {e}; skipped")
+            else:  # anything else (e.g. out of GPU memory): reported, and the node carries on
+                self._count("frames_failed", f"frame {frame.stamp_ns / 1e9:.3f}: {type(e).__name__}: {e}")
+            return
+        done = time.monotonic()
+        with self._lock:
+            self._stats["frames_processed"] += 1
+            self._window.append(_Timing(
+                done=done, latency=done - frame.complete_time, queued=t_start - frame.complete_time,
+                decode=t_decoded - t_start, inference=t_inferred - t_decoded, publish=done - t_inferred,
+            ))
 
-        Decoding only (and stereo matching): fitting to the network, depth -> points and
-        cropping are the predictor's (`SSCPredictor.camera_points` / `prepare_batch`).
-        """
+    # ------------------------------------------------------------------ decode
+    def _decode_one(self, frame: AssembledFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
+        """(camera image (H, W, 3) uint8, its K, camera pose in the grid frame, the reference
+        projection grid -> camera, grid-frame points) of one frame, cached in the frame.
+
+        Decoding, stereo matching and the camera pose only: fitting to the network, depth ->
+        points and cropping are the predictor's."""
         if "decoded" in frame.cache:
             return frame.cache["decoded"]
-        p = self._p
-        rgb = dec.image_to_rgb(frame.image)
-        K = dec.camera_info_to_K(frame.info)
-        if (int(frame.info.height), int(frame.info.width)) != rgb.shape[:2]:
-            raise ValueError(
-                f"{self._topic_names['info']}: CameraInfo is {frame.info.width}x{frame.info.height}, "
-                f"image is {rgb.shape[1]}x{rgb.shape[0]}"
-            )
-        source = p["depth_source"]
+        p, msgs, topics = self._p, frame.messages, self._inputs
+        image_msg, info = msgs["image"], msgs["info"]
+        rgb = self._image(image_msg, "image")
+        K = dec.camera_info_to_K(info)
+        if (int(info.height), int(info.width)) != rgb.shape[:2]:
+            raise ValueError(f"{topics['info'][1]}: CameraInfo is {info.width}x{info.height}, "
+                             f"image is {rgb.shape[1]}x{rgb.shape[0]}")
+        camera_frame = str(image_msg.header.frame_id)
+        cam_to_grid, from_tf = self._frames.to_grid(camera_frame, frame.stamp_ns, self._camera_to_grid, "camera",
+                                                    "camera_to_grid")
+        grid_to_cam = invert_transform(cam_to_grid)
+        # image features: the reference's projection (see reference_projection); the depth
+        # back-projection below: the true pose. A parameter pose is used for both, as given.
+        projection = reference_projection(grid_to_cam, info.p) if from_tf else grid_to_cam
         depth = points = None
+        source = p["depth_source"]
         if source == "points":
-            points = apply_transform(self._points_to_grid, dec.pointcloud2_to_xyz(frame.extra["points"]))
+            cloud = msgs["points"]
+            to_grid, _ = self._frames.to_grid(str(cloud.header.frame_id), frame.stamp_ns, self._points_to_grid,
+                                              "points", "points_to_grid")
+            points = apply_transform(to_grid, dec.pointcloud2_to_xyz(cloud))
         elif source == "stereo":
             from sgn_ros.data.stereo import StereoParams, disparity_sgbm, disparity_to_depth
 
-            right = dec.image_to_rgb(frame.extra["right_image"])
+            right = self._image(msgs["right_image"], "right_image")
             if right.shape != rgb.shape:
                 raise ValueError(f"stereo: right image {right.shape} and left image {rgb.shape} differ in size")
-            baseline = dec.camera_info_baseline(frame.info, frame.extra["right_info"])
+            baseline = dec.camera_info_baseline(info, msgs["right_info"])
             sp = StereoParams(num_disparities=int(p["stereo_num_disparities"]), block_size=int(p["stereo_block_size"]))
             depth = disparity_to_depth(disparity_sgbm(rgb, right, sp), baseline, float(K[0, 0]))
         else:
-            depth = dec.depth_image_to_metres(frame.extra["depth"])
+            depth = dec.depth_image_to_metres(msgs["depth"])
             if depth.shape != rgb.shape[:2]:
-                raise ValueError(
-                    f"{self._topic_names['depth']}: depth image {depth.shape} does not match image {rgb.shape[:2]}"
-                )
-        pts = self.predictor.camera_points(self._camera_to_grid, K, depth=depth, points=points)
-        frame.cache["decoded"] = (rgb, K, pts)
+                raise ValueError(f"{topics['depth'][1]}: depth image {depth.shape} does not match "
+                                 f"image {rgb.shape[:2]}")
+        pts = self.predictor.camera_points(cam_to_grid, K, depth=depth, points=points)
+        frame.cache["decoded"] = (rgb, K, grid_to_cam, projection, pts)
         return frame.cache["decoded"]
 
-    def _pose(self, frame: _Frame) -> np.ndarray | None:
-        """The frame's odometry pose (looked up when first needed: odometry may arrive late)."""
-        if frame.pose is None:
-            with self._lock:
-                buf = self._buffers.get("odom")
-                frame.pose = self._nearest(buf, frame.stamp_ns, self._tol_ns) if buf else None
-        return frame.pose
+    def _image(self, msg: Any, key: str) -> np.ndarray:
+        try:
+            if isinstance(msg, CompressedImage):
+                from sgn_ros.ros.compressed import compressed_image_to_rgb
 
-    def _inputs(self, frame: _Frame, history: list[_Frame]) -> tuple[list, list, list, Any]:
-        """Images, K, lidar_to_cam per network frame (current first) and the merged points (all in
-        the current grid frame; the predictor crops them to the grid once)."""
-        image, K, pts = self._decode(frame)
-        images, Ks, l2c, clouds = [image], [K], [self._grid_to_camera], [pts]
-        for offset in self._temporal:
-            idx = len(history) - 1 + offset  # history[-1] is the current frame
-            past = history[idx] if 0 <= idx < len(history) and history[-1] is frame else None
+                return compressed_image_to_rgb(msg)
+            return dec.image_to_rgb(msg)
+        except ValueError as e:
+            raise ValueError(f"{self._inputs[key][1]}: {e}") from None
+
+    def decode(self, item: tuple[AssembledFrame, list[Neighbour]]) -> DecodedFrame:
+        """Messages of one frame (and its temporal neighbours) -> `DecodedFrame`.
+
+        Raises ValueError (bad input) or FrameSkipped (no camera pose / odometry from TF)."""
+        frame, neighbours = item
+        image, K, grid_to_cam, projection, pts = self._decode_one(frame)
+        images, Ks, l2c, clouds = [image], [K], [projection], [pts]
+        if self._temporal and self._p["odom_frame"] and self._assembler.pose(frame) is None:
+            raise FrameSkipped("no_transform", f"no pose of '{self._p['grid_frame']}' in '{self._p['odom_frame']}' "
+                                               "from TF or odometry")
+        if self._temporal and self._assembler.pose(frame) is None:
+            with self._lock:
+                self._stats["frames_without_pose"] += 1
+            self._warn(f"no odometry on {self._p['odom_topic']} for frame {frame.stamp_ns / 1e9:.3f}: "
+                       "the current image stands in for the past frames", "no_pose")
+        for nb in neighbours:
             decoded = None
-            if past is not None and self._pose(past) is not None and self._pose(frame) is not None:
+            if nb.frame is not None:
                 try:
-                    decoded = self._decode(past)
-                except ValueError:
+                    decoded = self._decode_one(nb.frame)
+                except (ValueError, FrameSkipped):
                     decoded = None
             if decoded is None:  # the current frame stands in for a missing neighbour (as the reference)
                 images.append(image)
                 Ks.append(K)
-                l2c.append(self._grid_to_camera)
+                l2c.append(projection)
                 continue
-            p_img, p_K, p_pts = decoded
-            # current grid frame -> past grid frame -> past camera
-            cur_to_past = invert_transform(past.pose) @ frame.pose
+            p_img, p_K, _, p_proj, p_pts = decoded
             images.append(p_img)
             Ks.append(p_K)
-            l2c.append(self._grid_to_camera @ cur_to_past)
-            clouds.append(apply_transform(invert_transform(cur_to_past), p_pts))
-        return images, Ks, l2c, _concatenate(clouds)
+            l2c.append(p_proj @ nb.current_to_past)  # current grid -> past grid -> past camera
+            clouds.append(apply_transform(invert_transform(nb.current_to_past), p_pts))
+        return DecodedFrame(frame.stamp_ns, images, Ks, l2c, _concatenate(clouds),
+                            str(frame.messages["image"].header.frame_id), grid_to_cam)
 
-    def _process(self, frame: _Frame, history: list[_Frame]) -> None:
-        t_start = time.monotonic()
-        images, Ks, l2c, points = self._inputs(frame, history)
-        t_decoded = time.monotonic()
+    # ------------------------------------------------------------------ infer / publish
+    def infer(self, decoded: DecodedFrame) -> Any:
+        """`SSCPredictor.predict` on a decoded frame."""
         mode = self._p["input_mode"]
-        if len(images) == 1:
-            pred = self.predictor.predict(images[0], Ks[0], l2c[0], points=points, mode=mode)
-        else:
-            pred = self.predictor.predict(images, Ks, l2c, points=points, mode=mode)
-        t_inferred = time.monotonic()
-        self.publish_prediction(pred, frame.header)
-        done = time.monotonic()
-        with self._lock:
-            self._stats["frames_processed"] += 1
-            self._window.append(
-                _Timing(
-                    done=done,
-                    latency=done - frame.complete_time,
-                    queued=t_start - frame.complete_time,
-                    decode=t_decoded - t_start,
-                    inference=t_inferred - t_decoded,
-                    publish=done - t_inferred,
-                )
-            )
+        if len(decoded.images) == 1:
+            return self.predictor.predict(decoded.images[0], decoded.intrinsics[0], decoded.lidar_to_cam[0],
+                                          points=decoded.points, mode=mode)
+        return self.predictor.predict(decoded.images, decoded.intrinsics, decoded.lidar_to_cam,
+                                      points=decoded.points, mode=mode)
 
-    def timings(self) -> list[_Timing]:
-        """Timings of the recently processed frames (seconds), oldest first."""
-        with self._lock:
-            return list(self._window)
-
-    def publish_prediction(self, prediction: Any, image_header: Any) -> None:
+    def publish(self, prediction: Any, frame: AssembledFrame, decoded: DecodedFrame | None = None) -> None:
         """Publish one `SSCPrediction` on the enabled outputs, stamped with the image's stamp, in
         grid_frame (or, with grid_frame empty, in the image's frame)."""
-        from dataclasses import replace
-
         p = self._p
+        image_header = frame.messages["image"].header
         header = Header()
         header.stamp = image_header.stamp
         if p["grid_frame"]:
@@ -534,7 +596,8 @@ class SGNNode(Node):
             prediction = replace(prediction, grid_to_frame=None)
         else:
             header.frame_id = image_header.frame_id
-            prediction = replace(prediction, grid_to_frame=self._grid_to_camera)
+            g2c = decoded.grid_to_camera if decoded is not None else invert_transform(self._camera_to_grid)
+            prediction = replace(prediction, grid_to_frame=g2c)
         options = enc.OutputOptions(
             colors_rgb=self.colors_rgb, class_names=self.class_names,
             threshold=float(p["confidence_threshold"]), include_confidence=bool(p["publish_confidence"]),
@@ -550,63 +613,156 @@ class SGNNode(Node):
         if p["publish_grid"] and self._pub_grid.get_subscription_count() > 0:
             self._pub_grid.publish(enc.prediction_to_voxel_grid(prediction, options, header))
 
+    # ------------------------------------------------------------------ missing inputs
+    def _stale_inputs(self) -> list[str]:
+        """Inputs silent for input_timeout (odometry only when it is the only source of poses)."""
+        keys = [k for k in self._inputs if k != "odom" or not self._p["odom_frame"]]
+        return self._inputs_subs.stale(float(self._p["input_timeout"]), keys) if self._inputs_subs else []
+
+    def _watch_inputs(self) -> None:
+        """Re-match input QoS to new publishers; warn about inputs silent for input_timeout,
+        naming the existing topics of the same type (did you mean ...)."""
+        if self._p["input_reliability"] == "auto":
+            self._inputs_subs.refresh()
+        stale = self._stale_inputs()
+        if not stale:
+            return
+        head = f"no messages for {self._p['input_timeout']:.1f} s; waiting for: "
+        if "image" not in stale:
+            head = "images arrive but frames cannot be completed: " + head
+        self._warn(head + self._inputs_subs.describe_missing(stale), "missing")
+
     # ------------------------------------------------------------------ diagnostics
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         period = float(self._p["diagnostics_period"])
+        counts = self._assembler.counts()
+        frames = self._assembler.frame_counts()
         with self._lock:
             stats = dict(self._stats)
             recent = [w for w in self._window if now - w.done <= max(5.0, 5 * period)]
-            last_error = self._last_error
-            arrivals = dict(self._last_arrival)
+            last_error = self._last_error or self._assembler.last_problem
             failed_at = self._last_problem.get("frames_failed", -1e18)
         span = (recent[-1].done - recent[0].done) if len(recent) > 1 else 0.0
         rate = (len(recent) - 1) / span if span > 0 else 0.0
         ms = {k: np.array([getattr(w, k) for w in recent]) * 1000.0
               for k in ("latency", "queued", "decode", "inference", "publish")}
         level, message = DiagnosticStatus.OK, "running"
-        stale = [k for k in ["image", *self._required] if now - arrivals.get(k, -1e9) > max(2.0, 2 * period)]
+        stale = self._stale_inputs()
         if stale:
-            missing = [self._topic_names[k] for k in stale]
+            missing = [self._inputs[k][1] for k in stale]
             level, message = DiagnosticStatus.WARN, f"no recent messages on {missing}"
-            if "image" not in stale:
-                self._warn(f"images arrive but nothing on {missing}: frames cannot be completed", "missing")
         if now - failed_at <= max(5.0, 5 * period):  # a recent failure (not bad input: see frames_failed)
             level = DiagnosticStatus.ERROR if not stats["frames_processed"] else DiagnosticStatus.WARN
             message = f"{stats['frames_failed']} frame(s) failed so far; last problem: {last_error}"
-        elif last_error and stats["messages_malformed"] and not stale:
+        elif last_error and (stats["messages_malformed"] or stats["frames_malformed"]) and not stale:
             message = f"running; last input problem: {last_error}"
-        status = DiagnosticStatus(
-            level=level, name="sgn_node: semantic scene completion", message=message,
-            hardware_id=str(self.predictor.device),
-        )
+        rejected = sum(c.dropped["rejected"] for c in counts.values())
         values = {
-            **{k: str(v) for k, v in stats.items()},
+            "frames_complete": frames["complete"], "frames_taken": frames["taken"],
+            "frames_dropped": frames["dropped"], "time_resets": frames["time_resets"],
+            "neighbours_missing": frames["neighbours_missing"],
+            **stats,
+            # bad messages (no stamp) + frames whose content was bad
+            "messages_malformed": rejected + stats["frames_malformed"],
+            "messages_out_of_order": sum(c.dropped["out_of_order"] for c in counts.values()),
+        }
+        for key, c in counts.items():
+            if key not in self._inputs:
+                continue
+            values.update({f"{key}.topic": self._inputs[key][1], f"{key}.received": c.received,
+                           f"{key}.matched": c.matched, f"{key}.pending": c.pending,
+                           f"{key}.dropped": sum(c.dropped.values()),
+                           **{f"{key}.dropped.{r}": n for r, n in c.dropped.items()}})
+        values.update({
             "rate_hz": f"{rate:.3f}",
             **{f"{k}_ms_mean": f"{v.mean():.1f}" if v.size else "nan" for k, v in ms.items()},
             "latency_ms_max": f"{ms['latency'].max():.1f}" if recent else "nan",
+            "tf_backend": self._frames.backend,
             "last_error": last_error,
-        }
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        })
+        status = DiagnosticStatus(level=level, name="sgn_node: semantic scene completion", message=message,
+                                  hardware_id=str(self.predictor.device))
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         arr.status = [status]
         self._pub_diag.publish(arr)
 
+    def timings(self) -> list[_Timing]:
+        """Timings of the recently processed frames (seconds), oldest first."""
+        with self._lock:
+            return list(self._window)
+
     def stats(self) -> dict[str, int]:
-        """A copy of the input / processing counters."""
+        """A copy of the processing counters (per-input counts: `self._assembler.counts()`)."""
         with self._lock:
             return dict(self._stats)
 
-    # ------------------------------------------------------------------ shutdown
+
+class SGNNode(SGNCore, Node):
+    """Semantic scene completion from camera input: configured (model loaded, warmed up) and
+    active (subscribed) once constructed. See the module comment and config/sgn.yaml."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        Node.__init__(self, "sgn_node", **node_kwargs)
+        self._declare()
+        self._configure()
+        self._activate()
+
     def destroy_node(self) -> None:
         """Stop and join the worker thread (it finishes the frame in progress), then destroy."""
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        if self._worker.is_alive() and threading.current_thread() is not self._worker:
-            self._worker.join(timeout=60.0)
+        if self._active:
+            self._deactivate()
         super().destroy_node()
+
+
+class SGNLifecycleNode(SGNCore, LifecycleNode):
+    """sgn_node as a managed (lifecycle) node, as yolo_ros: parameters are declared at
+    construction; configure loads the model, warms it up and creates the publishers; activate
+    subscribes and starts the worker; deactivate unsubscribes; cleanup releases the model."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        LifecycleNode.__init__(self, "sgn_node", **node_kwargs)
+        self._declare()
+
+    def _try(self, what: str, fn: Any) -> Any:
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - a failed transition is reported, not raised
+            reason = e if isinstance(e, (ValueError, FileNotFoundError)) else repr(e)
+            self.get_logger().error(f"{what} failed: {reason}")
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_configure(self, state: Any) -> Any:
+        self.get_logger().info("configuring: loading the model")
+        return self._try("configure", self._configure)
+
+    def on_activate(self, state: Any) -> Any:
+        return self._try("activate", self._activate)
+
+    def on_deactivate(self, state: Any) -> Any:
+        self.get_logger().info("deactivated: inputs unsubscribed")
+        return self._try("deactivate", self._deactivate)
+
+    def on_cleanup(self, state: Any) -> Any:
+        return self._try("cleanup", self._cleanup)
+
+    def on_shutdown(self, state: Any) -> Any:
+        def down() -> None:
+            if self._active:
+                self._deactivate()
+            self._cleanup()
+        return self._try("shutdown", down)
+
+    def destroy_node(self) -> None:
+        if self._active:
+            self._deactivate()
+        super().destroy_node()
+
+
+
 
 
 def _concatenate(clouds: list[Any]) -> Any:
@@ -623,19 +779,24 @@ def _concatenate(clouds: list[Any]) -> Any:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Entry point of `sgn_node` / `python -m sgn_ros.ros.node --ros-args ...`.
+    """Entry point of `sgn_node` / `python -m sgn_ros.ros.node [--lifecycle] --ros-args ...`.
 
+    With --lifecycle the node is a managed node that waits in 'unconfigured' for its transitions
+    (`ros2 lifecycle set /sgn_node configure`, then `activate`).
     Returns 0 after a normal shutdown (Ctrl-C / SIGINT / SIGTERM), 2 when the node cannot start
     (bad parameter, config or checkpoint: the reason is logged).
     """
     from rclpy.executors import ExternalShutdownException
 
-    rclpy.init(args=args)
+    argv = list(sys.argv if args is None else args)
+    lifecycle = "--lifecycle" in argv
+    argv = [a for a in argv if a != "--lifecycle"]
+    rclpy.init(args=argv)
     logger = rclpy.logging.get_logger("sgn_node")
     node = None
     try:
         try:
-            node = SGNNode()
+            node = SGNLifecycleNode() if lifecycle else SGNNode()
         except KeyboardInterrupt:
             return 0
         except Exception as e:  # noqa: BLE001 - bad parameters (incl. rclpy's type errors), config, checkpoint

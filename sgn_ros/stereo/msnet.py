@@ -430,16 +430,14 @@ def convert_reference_state_dict(state_dict: Mapping[str, torch.Tensor], model: 
 
 
 def read_msnet_checkpoint(path: Path) -> dict[str, Any]:
-    """torch.load(weights_only=True) on the CPU; a missing file raises MSNetWeightsMissing."""
+    """torch.load(weights_only=True) on the CPU through the package's one checkpoint reader (which
+    names the file and what is wrong: empty, truncated, not a dict); a missing file raises
+    MSNetWeightsMissing, whose message says where the released weights come from."""
+    from sgn_ros.model.checkpoint import read_checkpoint
+
     if not path.is_file():
         raise MSNetWeightsMissing(f"no MobileStereoNet checkpoint at {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is reported with the file name
-        raise ValueError(f"{path}: cannot be read with torch.load(weights_only=True): {str(e).splitlines()[0]}") from e
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a checkpoint dict, got {type(obj).__name__}")
-    return dict(obj)
+    return read_checkpoint(path)
 
 
 def is_msnet_checkpoint(ckpt: Mapping[str, Any]) -> bool:

@@ -179,6 +179,7 @@ class Trainer:
         val_sequences: list[str] | None = None,
         allow_unsafe_load: bool = False,
     ) -> None:
+        from sgn_ros.data.common import preflight
         from sgn_ros.data.registry import build_dataset
         from sgn_ros.model import build_model
         from sgn_ros.model.losses import SGNLoss
@@ -226,6 +227,10 @@ class Trainer:
         self.val_set = None
         if tc.eval_interval > 0:
             self.val_set = build_dataset(self.data_root, cfg, "val", sequences=val_sequences)
+        # every file the run will read is checked now (seconds), not when an epoch reaches it
+        for ds in (self.train_set, self.val_set):
+            if ds is not None:
+                preflight(ds, progress=self.info.is_main)
         self.sampler = ResumableDistributedSampler(
             self.train_set,
             num_replicas=self.info.world_size,

@@ -78,7 +78,7 @@ def write_raw_drive(sequence_dir: str | os.PathLike[str], root: str | os.PathLik
     Raises:
         FileNotFoundError: the sequence lacks depth maps (they give the LiDAR scans).
     """
-    from sgn_ros.ros.kitti_sequence import KittiSequence  # a data layer only; no ROS import
+    from sgn_ros.data.kitti_sequence import KittiSequence
 
     seq = KittiSequence(sequence_dir)
     if not seq.has("depth"):
