@@ -47,6 +47,9 @@ class DataConfig:
     num_classes: int = 20
     label_config: str = "labels/semantic-kitti.yaml"  # relative to the config directory
     image_size: tuple[int, int] = (370, 1220)  # (H, W) after cropping, pixels
+    # focal length (px) of the training images: `fit` scales other cameras to it, so objects keep
+    # the pixel size the network learnt (SemanticKITTI 707-722, seq 00 and the synthetic world 718.856)
+    reference_focal: float = 718.856
     temporal: tuple[int, ...] = ()  # relative indices of earlier frames (SGN-T, SGN-L: -12 -9 -6 -3)
     depth_model: str = "msnet3d"  # folder tag of pseudo-LiDAR: sequences_<tag>_lidar
     labels_tag: str = "labels"  # folder of preprocessed labels under dataset/

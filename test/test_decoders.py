@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import struct
+from types import SimpleNamespace as _NS
 
 import numpy as np
 import pytest
@@ -124,7 +125,7 @@ def test_depth_encoding_is_not_a_camera_image() -> None:
 
 
 # --------------------------------------------------------------------------- camera info, depth
-def _info(K: np.ndarray, p03: float = 0.0, hw=(10, 20)) -> CameraInfo:
+def _info(K: np.ndarray, p03: float = 0.0, hw=(370, 1220)) -> CameraInfo:
     m = CameraInfo()
     m.height, m.width = hw
     m.k = [float(v) for v in np.asarray(K, dtype=np.float64).reshape(-1)]
@@ -244,3 +245,267 @@ def test_malformed_clouds_raise(change: dict, match: str) -> None:
             setattr(m, k, change[k])
     with pytest.raises(ValueError, match=match):
         conv.pointcloud2_to_xyz(m)
+
+
+# --------------------------------------------------------------------------- CameraInfo: rectification, plausibility
+def _rect_info(K: np.ndarray, P: np.ndarray, d=(), r=None, hw=(720, 1280)) -> CameraInfo:
+    m = CameraInfo()
+    m.height, m.width = hw
+    m.k = [float(v) for v in np.asarray(K, dtype=np.float64).reshape(-1)]
+    m.p = [float(v) for v in np.asarray(P, dtype=np.float64).reshape(-1)]
+    m.d = [float(v) for v in d]
+    m.distortion_model = "plumb_bob" if len(d) else ""
+    if r is not None:
+        m.r = [float(v) for v in np.asarray(r).reshape(-1)]
+    return m
+
+
+K_RAW = np.array([[910.0, 0, 652.0], [0, 905.0, 361.0], [0, 0, 1]])
+P_RECT = np.array([[880.0, 0, 640.5, 0.0], [0, 880.0, 355.5, 0.0], [0, 0, 1, 0.0]])
+
+
+def test_rectified_images_use_P_and_R() -> None:
+    """K != P: a rectified stream (d all zero, or declared rectified) is projected with P[:3, :3]
+    in the frame rotated by r, as the CameraInfo documentation says; raw images with k."""
+    c, s = np.cos(0.01), np.sin(0.01)
+    R = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+    m = conv.camera_info_model(_rect_info(K_RAW, P_RECT, d=[0.0] * 5, r=R))
+    assert m.rectified
+    np.testing.assert_array_equal(m.K, P_RECT[:, :3])
+    np.testing.assert_allclose(m.R, R)
+    np.testing.assert_array_equal(conv.camera_info_to_K(_rect_info(K_RAW, P_RECT)), P_RECT[:, :3])
+    # raw undistorted images: k, no rotation
+    raw = conv.camera_info_model(_rect_info(K_RAW, P_RECT, r=R), rectified=False)
+    np.testing.assert_array_equal(raw.K, K_RAW)
+    np.testing.assert_array_equal(raw.R, np.eye(3))
+    # p unset: k serves the rectified image; r unset (all zero): identity
+    m = conv.camera_info_model(_rect_info(K_RAW, np.zeros((3, 4))))
+    np.testing.assert_array_equal(m.K, K_RAW)
+    np.testing.assert_array_equal(m.R, np.eye(3))
+    # a point seen through (K, R) lands where the rectified image shows it
+    X = np.array([1.0, -0.5, 12.0])
+    m = conv.camera_info_model(_rect_info(K_RAW, P_RECT, r=R))
+    uvw = P_RECT @ np.append(R @ X, 1.0)
+    np.testing.assert_allclose((m.K @ m.R @ X)[:2] / (m.K @ m.R @ X)[2], uvw[:2] / uvw[2])
+
+
+def test_distorted_images_need_rectification() -> None:
+    d = [-0.37, 0.2, 0.001, -0.0005, -0.07]
+    with pytest.raises(ValueError, match=r"CameraInfo \(/cam/camera_info\): the images are distorted.*image_proc"):
+        conv.camera_info_to_K(_rect_info(K_RAW, P_RECT, d=d), topic="/cam/camera_info")
+    with pytest.raises(ValueError, match="rectify"):
+        conv.camera_info_to_K(_rect_info(K_RAW, P_RECT, d=d), rectified=False)
+    # KITTI sync drives: raw d beside rectified images, declared rectified -> P
+    np.testing.assert_array_equal(conv.camera_info_to_K(_rect_info(K_RAW, P_RECT, d=d), rectified=True),
+                                  P_RECT[:, :3])
+    with pytest.raises(ValueError, match="rotation"):
+        conv.camera_info_model(_rect_info(K_RAW, P_RECT, r=np.diag([1.0, 2.0, 1.0])))
+
+
+@pytest.mark.parametrize("entry, value, match", [
+    ((0, 0), 1e308, "focal"), ((0, 0), 1e-300, "focal"), ((0, 2), -1e6, "principal"),
+    ((1, 1), np.inf, "non-finite"), ((1, 2), np.nan, "non-finite"),
+])
+def test_implausible_intrinsics_raise(entry, value, match) -> None:
+    K = K_RAW.copy()
+    K[entry] = value
+    P = np.concatenate([K, np.zeros((3, 1))], axis=1)
+    with pytest.raises(ValueError, match=match):
+        conv.camera_info_to_K(_rect_info(K, P))
+    with pytest.raises(ValueError, match=match):
+        conv.camera_info_to_K(_rect_info(K, P), rectified=False)
+
+
+# --------------------------------------------------------------------------- malformed clouds and images
+def _xyz_cloud(fields, point_step=12, n=4, data=None, big=False) -> PointCloud2:
+    m = PointCloud2()
+    m.height, m.width, m.point_step, m.row_step, m.is_bigendian = 1, n, point_step, point_step * n, big
+    m.fields = [PointField(name=nm, offset=o, datatype=t, count=c) for nm, o, t, c in fields]
+    m.data = bytes(point_step * n) if data is None else data
+    return m
+
+
+F4, F8 = PointField.FLOAT32, PointField.FLOAT64
+
+
+@pytest.mark.parametrize("fields, step, match", [
+    ([("x", 0, F8, 1), ("y", 4, F8, 1), ("z", 12, F8, 1)], 20, "overlap"),  # float64 x overlaps y
+    ([("x", 0, F4, 1), ("y", 4, F4, 1), ("z", 8, F4, 1), ("y", 8, F4, 1)], 12, "repeated"),
+    ([("x", 0, F4, 0), ("y", 4, F4, 1), ("z", 8, F4, 1)], 12, "count 0"),
+    ([("x", 0, F4, 1), ("y", 0, F4, 1), ("z", 8, F4, 1)], 12, "overlap"),
+])
+def test_overlapping_repeated_or_empty_fields_raise(fields, step, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        conv.pointcloud2_to_xyz(_xyz_cloud(fields, step))
+
+
+def test_cloud_byte_order_and_garbage() -> None:
+    """Big-endian data is decoded (well defined); little-endian data flagged big-endian decodes
+    to garbage magnitudes that are dropped, never cast with overflow; too much data is an error."""
+    fields = [("x", 0, F4, 1), ("y", 4, F4, 1), ("z", 8, F4, 1)]
+    pts = np.array([[1.5, -2.0, 0.25], [10.0, 3.0, -1.0]], np.float32)
+    big = _xyz_cloud(fields, 12, 2, pts.astype(">f4").tobytes(), big=True)
+    np.testing.assert_array_equal(conv.pointcloud2_to_xyz(big), pts)
+    wrong = _xyz_cloud(fields, 12, 2, pts.astype("<f4").tobytes(), big=True)
+    with np.errstate(all="raise"):
+        got = conv.pointcloud2_to_xyz(wrong)
+    assert np.all(np.abs(got) <= conv.MAX_POINT_COORDINATE)
+    far = np.array([[1e30, 0, 0], [1, 2, 3]], np.float64)
+    f8 = _xyz_cloud([("x", 0, F8, 1), ("y", 8, F8, 1), ("z", 16, F8, 1)], 24, 2, far.astype("<f8").tobytes())
+    with np.errstate(all="raise"):
+        np.testing.assert_array_equal(conv.pointcloud2_to_xyz(f8), [[1, 2, 3]])
+    with pytest.raises(ValueError, match="more than row_step"):
+        conv.pointcloud2_to_xyz(_xyz_cloud(fields, 12, 2, bytes(25)))
+
+
+def test_image_data_longer_than_height_times_step_raises() -> None:
+    msg = conv.array_to_image(np.zeros((4, 6, 3), np.uint8), "rgb8")
+    msg.data = bytes(4 * 18 + 1)
+    with pytest.raises(ValueError, match="more than height"):
+        conv.image_to_rgb(msg)
+
+
+# --------------------------------------------------------------------------- fuzz
+# Every decoder, on thousands of random (mostly malformed) messages, returns a valid array or
+# raises ValueError: never another exception, never a NumPy warning (raised by errstate / filter).
+# Messages are plain attribute objects (the decoders read attributes only), so thousands of cases
+# run in seconds; a seeded generator makes every failure reproducible (the case index is printed).
+_ENCODINGS = [*conv.IMAGE_ENCODINGS, "jpeg", ""]
+
+
+def _some_int(rng, typical: int) -> int:
+    r = rng.random()
+    if r < 0.6:
+        return typical
+    if r < 0.8:
+        return int(rng.integers(-2, 3)) + typical
+    return int(rng.choice([0, -1, 1, 2, 3, 7, 2**31, 10**12]))
+
+
+def _data(rng, need: int) -> bytes:
+    n = max(0, min(_some_int(rng, need), 1 << 16))
+    return rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def _fuzz_image(rng):
+    enc = str(rng.choice(_ENCODINGS))
+    dtype, ch = conv.IMAGE_ENCODINGS.get(enc, (np.dtype(np.uint8), 3))
+    h, w = _some_int(rng, int(rng.integers(1, 9))), _some_int(rng, int(rng.integers(1, 9)))
+    step = _some_int(rng, max(w, 0) * ch * dtype.itemsize + int(rng.integers(0, 3)))
+    return _NS(encoding=enc, height=h, width=w, step=step, is_bigendian=int(rng.integers(0, 2)),
+               data=_data(rng, max(step, 0) * max(h, 0)))
+
+
+def _special(rng, typical: float, p: float = 0.3) -> float:
+    if rng.random() >= p:
+        return typical
+    return float(rng.choice([0.0, -1.0, 1e308, -1e308, 1e-300, np.nan, np.inf, -np.inf, 1e6, -1e6]))
+
+
+def _fuzz_camera_info(rng):
+    h, w = _some_int(rng, 480), _some_int(rng, 640)
+    f = float(rng.uniform(50, 3000))
+    k = [_special(rng, v, 0.04) for v in (f, 0.0, w / 2, 0.0, f, h / 2, 0.0, 0.0, 1.0)]
+    if rng.random() < 0.1:
+        k = k[: int(rng.integers(0, 9))]
+    p = [_special(rng, v, 0.04) for v in (f, 0.0, w / 2, 0.0, 0.0, f, h / 2, 0.0, 0.0, 0.0, 1.0, 0.0)]
+    d = [] if rng.random() < 0.3 else [_special(rng, 0.0, 0.05) for _ in range(5)]
+    r = [_special(rng, v, 0.04) for v in np.eye(3).reshape(-1)] if rng.random() < 0.7 else [0.0] * 9
+    return _NS(height=h, width=w, k=k, p=p, d=d, r=r, distortion_model="plumb_bob")
+
+
+def _fuzz_cloud(rng):
+    names = list(rng.choice(["x", "y", "z", "intensity", "x"], size=int(rng.integers(2, 6)), replace=True))
+    if rng.random() < 0.6:
+        names = ["x", "y", "z", *names[3:]]
+    fields, off = [], 0
+    for n in names:
+        dt = int(rng.choice([7, 8, 7, 8, 2, 5, 0, 9]))
+        size = 8 if dt == 8 else 4
+        fields.append(_NS(name=n, offset=_some_int(rng, off), datatype=dt, count=_some_int(rng, 1)))
+        off += size
+    step = _some_int(rng, off)
+    h, w = _some_int(rng, int(rng.integers(1, 3))), _some_int(rng, int(rng.integers(0, 9)))
+    row = _some_int(rng, max(w, 0) * max(step, 0))
+    return _NS(height=h, width=w, point_step=step, row_step=row, fields=fields,
+               is_bigendian=bool(rng.integers(0, 2)), data=_data(rng, max(row, 0) * max(h, 0)))
+
+
+def _fuzz_pose(rng):
+    v = [_special(rng, float(x)) for x in rng.normal(0, 1, 7)]
+    return _NS(position=_NS(x=v[0], y=v[1], z=v[2]), orientation=_NS(x=v[3], y=v[4], z=v[5], w=v[6]))
+
+
+def _fuzz_grid(rng):
+    dims = [_some_int(rng, int(rng.integers(1, 5))) for _ in range(3)]
+    n = int(np.prod([max(d, 0) for d in dims]))
+    return _NS(size_x=dims[0], size_y=dims[1], size_z=dims[2], voxel_size=_special(rng, 0.2),
+               labels=_data(rng, n), confidence=_data(rng, n) if rng.random() < 0.5 else b"",
+               origin=_fuzz_pose(rng))
+
+
+def _check_image(msg, out):
+    assert isinstance(out, np.ndarray) and out.shape[:2] == (msg.height, msg.width)
+
+
+def _check_rgb(msg, out):
+    assert out.dtype == np.uint8 and out.shape == (msg.height, msg.width, 3)
+
+
+def _check_depth(msg, out):
+    assert out.dtype == np.float32 and out.shape == (msg.height, msg.width)
+    assert not np.any(out <= 0) and not np.any(np.isinf(out))
+
+
+def _check_info(msg, out):
+    assert np.all(np.isfinite(out.K)) and out.K[0, 0] > 0 and out.K[1, 1] > 0
+    np.testing.assert_allclose(out.R @ out.R.T, np.eye(3), atol=1e-4)
+
+
+def _check_cloud(msg, out):
+    assert out.dtype == np.float32 and out.ndim == 2 and out.shape[1] == 3
+    assert np.all(np.abs(out) <= conv.MAX_POINT_COORDINATE)
+
+
+def _check_pose(msg, out):
+    assert out.shape == (4, 4) and np.all(np.isfinite(out))
+
+
+def _check_grid(msg, out):
+    assert out[0].shape == (msg.size_x, msg.size_y, msg.size_z)
+
+
+FUZZ = {
+    "image_to_array": (_fuzz_image, conv.image_to_array, _check_image),
+    "image_to_rgb": (_fuzz_image, conv.image_to_rgb, _check_rgb),
+    "depth_image_to_metres": (_fuzz_image, conv.depth_image_to_metres, _check_depth),
+    "camera_info_model": (_fuzz_camera_info, conv.camera_info_model, _check_info),
+    "camera_info_model rectified": (_fuzz_camera_info, lambda m: conv.camera_info_model(m, True), _check_info),
+    "pointcloud2_to_xyz": (_fuzz_cloud, conv.pointcloud2_to_xyz, _check_cloud),
+    "pose_to_matrix": (_fuzz_pose, conv.pose_to_matrix, _check_pose),
+    "voxel_grid_to_arrays": (_fuzz_grid, conv.voxel_grid_to_arrays, _check_grid),
+}
+
+
+@pytest.mark.parametrize("name", list(FUZZ))
+def test_fuzz_decoders_return_valid_arrays_or_raise_value_error(name: str) -> None:
+    import warnings
+
+    make, decode, check = FUZZ[name]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    outcomes = {"ok": 0, "ValueError": 0}
+    for i in range(1500):
+        msg = make(rng)
+        # every NumPy floating-point warning raises (underflow to 0 is silent by NumPy's default)
+        with warnings.catch_warnings(), np.errstate(all="raise", under="ignore"):
+            warnings.simplefilter("error")
+            try:
+                out = decode(msg)
+            except ValueError:
+                outcomes["ValueError"] += 1
+                continue
+            except Exception as e:  # noqa: BLE001 - the point of the test
+                pytest.fail(f"{name} case {i}: {type(e).__name__}: {e} on {msg}")
+        check(msg, out)
+        outcomes["ok"] += 1
+    assert outcomes["ok"] > 50 and outcomes["ValueError"] > 50, outcomes  # both paths exercised

@@ -10,10 +10,12 @@ from sgn_ros.geometry import (
     apply_transform,
     camera_offset_from_P,
     camera_translation_from_P,
+    check_intrinsics,
     check_transform,
     crop_or_pad,
     depth_to_points,
     fit_image,
+    fit_intrinsics,
     invert_transform,
     make_transform,
     matrix_to_quaternion,
@@ -223,6 +225,93 @@ def test_fit_image_modes():
     assert K2[0, 0] == pytest.approx(1.0) and K2[1, 1] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="mode"):
         fit_image(img, K, (5, 6), "stretch")
+
+
+NET = (370, 1220)
+
+
+def _pinhole(h: int, w: int, f: float) -> np.ndarray:
+    return np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2 + 0.1 * h], [0, 0, 1.0]])
+
+
+@pytest.mark.parametrize("focal", [None, 718.856])
+@pytest.mark.parametrize("hw, f", [((720, 1280), 900.0), ((1080, 1920), 1400.0), ((480, 640), 500.0),
+                                   ((300, 2000), 800.0), ((480, 640), 150.0)])
+def test_fit_keeps_geometry_and_the_near_road(hw, f, focal):
+    """`fit`: one scale for both axes (no uneven stretch) to the reference focal length (or, with
+    none, the least covering the input), the network size exactly, K following the pixels (checked
+    against a slow per-point mapping u' = (u + 0.5) s - 0.5 - left), the principal point
+    FIT_HORIZON_SHARE of the rows from the top unless the image has too few rows above or below."""
+    h, w = hw
+    K0 = _pinhole(h, w, f)
+    plan = fit_intrinsics(hw, K0, NET, "auto", focal)
+    assert plan.mode == "fit" and plan.scaled_hw is not None
+    hs, ws = plan.scaled_hw
+    sy, sx = hs / h, ws / w
+    assert abs(sy / sx - 1) < 2 / min(h, w)  # uniform up to rounding of the scaled size
+    assert plan.K[0, 0] / plan.K[1, 1] == pytest.approx(K0[0, 0] / K0[1, 1], rel=2 / min(h, w))
+    if focal is None:
+        assert hs >= NET[0] and ws >= NET[1] and 0 <= plan.top <= hs - NET[0] and 0 <= plan.left <= ws - NET[1]
+    else:
+        assert plan.K[0, 0] == pytest.approx(focal, rel=2 / min(h, w))
+        assert plan.left == (ws - NET[1]) // 2  # centred: cut or padded equally
+    # slow version: project camera points with K0, map the pixel, compare with K_fit's projection
+    rng = np.random.default_rng(0)
+    X = np.stack([rng.uniform(-5, 5, 50), rng.uniform(-2, 2, 50), rng.uniform(2, 40, 50)], axis=1)
+    for x in X:
+        u, v = (K0 @ x)[:2] / x[2]
+        expect = ((u + 0.5) * sx - 0.5 - plan.left, (v + 0.5) * sy - 0.5 - plan.top)
+        np.testing.assert_allclose((plan.K @ x)[:2] / x[2], expect, atol=1e-9)
+    # the horizon row: at the chosen share unless clamped at the image's top or bottom edge
+    share_row = np.ceil(0.25 * NET[0])
+    assert abs(plan.K[1, 2] - share_row) <= 1 or plan.top in (0, hs - NET[0])
+    # pixels follow K: a smooth image's fitted pixel at K_fit's projection equals the source's
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = (np.arange(w) * 255 // (w - 1))[None]
+    img[..., 1] = (np.arange(h) * 255 // (h - 1))[:, None]
+    out, K2 = fit_image(img, K0, NET, "auto", focal, fill=(1, 2, 3))
+    assert out.shape == (*NET, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(K2, plan.K)
+    for x in X[:10]:
+        u0, v0 = np.rint((K0 @ x)[:2] / x[2]).astype(int)
+        u1, v1 = np.rint((K2 @ x)[:2] / x[2]).astype(int)
+        if 0 <= u0 < w and 0 <= v0 < h and 0 <= u1 < NET[1] and 0 <= v1 < NET[0]:
+            assert np.all(np.abs(out[v1, u1, :2].astype(int) - img[v0, u0, :2]) <= 255 / min(h, w) * 2 + 2)
+    r0, r1, c0, c1 = plan.box  # the network pixels showing the camera; the rest is fill
+    assert (c0, c1) == (max(0, -plan.left), min(NET[1], ws - plan.left))
+    assert (r0, r1) == (max(0, -plan.top), min(NET[0], hs - plan.top))
+    if plan.left < 0:  # narrower than the network after scaling: padded with the fill colour
+        assert np.all(out[:, 0] == (1, 2, 3)) and np.all(out[:, c1:] == (1, 2, 3))
+
+
+def test_fit_auto_keeps_the_reference_crop_at_kitti_size():
+    """The released checkpoints were trained on the top-left crop of KITTI images: `auto` keeps it
+    bit for bit (K unchanged) for every KITTI size, and uses `fit` for any other camera."""
+    rng = np.random.default_rng(1)
+    for hw in ((376, 1241), (375, 1242), (370, 1226), (370, 1220)):
+        img = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
+        Kk = _pinhole(*hw, 718.0)
+        out, K2 = fit_image(img, Kk, NET, "auto")
+        np.testing.assert_array_equal(out, img[:370, :1220])
+        np.testing.assert_array_equal(K2, Kk)
+    assert fit_intrinsics((720, 1280), _pinhole(720, 1280, 900.0), NET).mode == "fit"
+    assert fit_intrinsics((360, 1200), _pinhole(360, 1200, 700.0), NET).mode == "fit"  # smaller: scaled up
+    with pytest.raises(ValueError, match="mode"):
+        fit_intrinsics((720, 1280), _pinhole(720, 1280, 900.0), NET, "stretch")
+
+
+@pytest.mark.parametrize("change, match", [
+    ({(0, 0): 1e308}, "focal"), ({(0, 0): 1e-300}, "focal"), ({(1, 1): 1e-3}, "focal"),
+    ({(0, 2): -1e6}, "principal"), ({(1, 2): 1e7}, "principal"), ({(0, 1): 1e5}, "skew"),
+])
+def test_intrinsics_plausible_for_the_image(change, match):
+    Kk = _pinhole(376, 1241, 718.0)
+    check_intrinsics(Kk, "K", (376, 1241))
+    for (i, j), v in change.items():
+        Kk[i, j] = v
+    check_intrinsics(Kk, "K")  # finite and positive: only the size check can tell
+    with pytest.raises(ValueError, match=match):
+        check_intrinsics(Kk, "K", (376, 1241))
 
 
 # --------------------------------------------------------------------------- voxels

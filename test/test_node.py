@@ -342,7 +342,8 @@ def test_outputs_match_predictor(points_node, tiny) -> None:
     image, points = _scene(1, grid)
     stamp = (STAMP0 + 1) * 1_000_000_000
     _wait_answer(node, h, stamp, lambda: _publish_frame(h, stamp, image, points))
-    pred = predictor.predict(image, K_CAM, np.linalg.inv(_camera_to_grid()), points=points)
+    # mode: the node's input_mode default (the predictor's own default is auto)
+    pred = predictor.predict(image, K_CAM, np.linalg.inv(_camera_to_grid()), points=points, mode="crop")
     _check_outputs(h, stamp, pred, grid, load_label_set("semantickitti").colors_rgb)
 
 
@@ -463,7 +464,8 @@ def test_fuzzed_input_then_good_frame(points_node, tiny) -> None:
     assert node.proc.poll() is None, node.log()
     stamp = base + 5 * 1_000_000_000
     _wait_answer(node, h, stamp, lambda: _publish_frame(h, stamp, good_image, good_points))
-    pred = tiny["predictor"].predict(good_image, K_CAM, np.linalg.inv(_camera_to_grid()), points=good_points)
+    pred = tiny["predictor"].predict(good_image, K_CAM, np.linalg.inv(_camera_to_grid()), points=good_points,
+                                     mode="crop")
     got, _, _, _ = conv.voxel_grid_to_arrays(h.received["grid"][stamp])
     np.testing.assert_array_equal(got, pred.labels)
     # diagnostics saw the problems and the node said so in its log (throttled)
@@ -635,7 +637,7 @@ def test_depth_sources(source, ros_env, tiny, tmp_path) -> None:
                                                                                       rel=0.1)
         _wait_answer(node, h, stamp, make)
         pred = tiny["predictor"].predict(left, K_CAM, np.linalg.inv(_camera_to_grid()),
-                                         depth=np.where(depth > 0, depth, 0.0).astype(np.float32))
+                                         depth=np.where(depth > 0, depth, 0.0).astype(np.float32), mode="crop")
         got, _, _, _ = conv.voxel_grid_to_arrays(h.received["grid"][stamp])
         np.testing.assert_array_equal(got, pred.labels)
     finally:

@@ -17,7 +17,7 @@ NET_HW = (64, 160)
 # temporal, the temporal tests set their own frames
 TINY = {
     "model": {"embed_dims": 16, "proposal_dims": [8, 8, 8, 8]},
-    "data": {"image_size": list(NET_HW), "temporal": []},
+    "data": {"image_size": list(NET_HW), "temporal": [], "reference_focal": 80.0},  # the test camera's f
     "grid": {"voxel_size": 0.8, "dims": [64, 64, 8]},
 }
 
@@ -90,19 +90,25 @@ def test_depth_path_equals_points_path(predictor, inputs):
     p = batch.points[0].numpy()
     assert 0 < len(p) < len(pts) and predictor.grid.contains(p).all()
     far = np.array([[200.0, 0.0, 0.0], [5.0, 1.0, -1.5]], np.float32)
-    assert predictor.prepare_batch(img, K, T, points=far).points[0].shape == (1, 3)
+    with pytest.raises(ValueError, match="no usable depth"):  # 1 point in the grid: too thin a cue
+        predictor.prepare_batch(img, K, T, points=far)
+    predictor.allow_image_only = True
+    try:
+        assert predictor.prepare_batch(img, K, T, points=far).points[0].shape == (1, 3)
+    finally:
+        predictor.allow_image_only = False
 
 
 def test_crop_and_pad_keep_intrinsics(predictor, inputs):
     img, K, T, depth = inputs
     cfg = predictor.cfg
-    batch = predictor.prepare_batch(img, K, T, depth=depth)
+    batch = predictor.prepare_batch(img, K, T, depth=depth, mode="crop")  # auto would `fit` 72 x 180
     assert batch.images.shape == (1, 1, 3, *NET_HW)
     expected = normalize_image(img, cfg.data.image_mean, cfg.data.image_std)[:, : NET_HW[0], : NET_HW[1]]
     np.testing.assert_allclose(batch.images[0, 0].numpy(), expected, atol=1e-6)
     np.testing.assert_allclose(batch.intrinsics[0, 0].numpy(), K, rtol=1e-6)
     small = img[:50, :100]
-    b2 = predictor.prepare_batch(small, K, T, depth=depth[:50, :100])
+    b2 = predictor.prepare_batch(small, K, T, depth=depth[:50, :100], mode="crop")
     got = b2.images[0, 0].numpy()
     np.testing.assert_allclose(got[:, :50, :100], expected[:, :50, :100], atol=1e-6)
     assert np.all(got[:, 50:] == 0) and np.all(got[:, :, 100:] == 0)  # padded with the mean colour
@@ -216,8 +222,8 @@ def test_projection_tables_once_per_camera_geometry_in_float64(predictor, inputs
     from sgn_ros.model.projection import network_tables
 
     img, K, T, depth = inputs
-    a = predictor.prepare_batch(img, K, T, depth=depth)
-    b = predictor.prepare_batch(img.copy(), K.copy(), T.copy(), depth=depth)
+    a = predictor.prepare_batch(img, K, T, depth=depth, mode="crop")
+    b = predictor.prepare_batch(img.copy(), K.copy(), T.copy(), depth=depth, mode="crop")
     assert a.gather_index is b.gather_index and a.fov_mask is b.fov_mask  # cached, not recomputed
     cfg = predictor.cfg
     index, visible = network_tables(cfg.grid, cfg.model.feature_stride, K[None], T[None], cfg.data.image_size)
@@ -225,7 +231,7 @@ def test_projection_tables_once_per_camera_geometry_in_float64(predictor, inputs
     assert a.gather_index.shape == (1, 1, cfg.grid.scaled(2).num_voxels) and a.fov_mask.any()
     moved = T.copy()
     moved[0, 3] += 1.0
-    c = predictor.prepare_batch(img, K, moved, depth=depth)
+    c = predictor.prepare_batch(img, K, moved, depth=depth, mode="crop")
     assert not torch.equal(c.gather_index, a.gather_index)
     # resize mode: the image and K are fitted by the predictor, the tables follow the new K
     r = predictor.prepare_batch(img, K, T, depth=depth, mode="resize")
@@ -239,3 +245,60 @@ def test_warmup_runs_one_dummy_frame_and_options_are_checked(predictor):
     assert seconds > 0
     with pytest.raises(ValueError, match="compile_dense"):
         SSCPredictor(_tiny_cfg(), device="cpu", compile_dense="max-speed")
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "negative", "zero", "1e30", "one pixel"])
+def test_depth_with_no_usable_values_is_refused(predictor, inputs, bad):
+    """A depth map with (almost) nothing valid inside the grid is no depth-guided frame: the
+    predictor raises "no usable depth" (the node counts and skips it) unless image-only is allowed."""
+    img, K, T, depth = inputs
+    d = {"nan": np.full_like(depth, np.nan), "inf": np.full_like(depth, np.inf), "negative": -depth,
+         "zero": np.zeros_like(depth), "1e30": np.full_like(depth, 1e30)}.get(bad)
+    if d is None:  # one valid pixel in the grid: below min_valid_depth_share
+        d = np.full_like(depth, np.nan)
+        d[-1, depth.shape[1] // 2] = depth[-1, depth.shape[1] // 2]
+    with np.errstate(all="raise", under="ignore"), pytest.raises(ValueError, match="^no usable depth"):
+        predictor.predict(img, K, T, depth=d)
+    lenient = SSCPredictor(predictor.cfg, device="cpu", allow_image_only=True)
+    lenient.model.load_state_dict(predictor.model.state_dict())
+    assert lenient.predict(img, K, T, depth=d).labels.shape == tuple(predictor.cfg.grid.dims)
+    strict = SSCPredictor(predictor.cfg, device="cpu", min_valid_depth_share=0.9)
+    with pytest.raises(ValueError, match="no usable depth"):  # the road-plane depth: far fewer in the grid
+        strict.prepare_batch(img, K, T, depth=depth)
+    with pytest.raises(ValueError, match="min_valid_depth_share"):
+        SSCPredictor(predictor.cfg, device="cpu", min_valid_depth_share=2.0)
+
+
+def test_other_cameras_are_fitted_uniformly_with_K_adjusted(predictor, inputs):
+    """`auto` (the default) keeps the reference's crop for a near-network-size image and fits any
+    other camera with one scale and the matching K; the FLoSP tables follow the fitted K."""
+    from sgn_ros.geometry import fit_intrinsics
+
+    img, K, T, depth = inputs
+    rng = np.random.default_rng(5)
+    big = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)  # 4:3, 1.5-4x the network size
+    Kb = np.array([[190.0, 0, 159.5], [0, 190.0, 119.5], [0, 0, 1]])
+    depth_b = np.full((240, 320), 8.0, np.float32)
+    batch = predictor.prepare_batch(big, Kb, T, depth=depth_b)
+    plan = fit_intrinsics((240, 320), Kb, NET_HW, "fit", 80.0)  # scaled to the training focal length
+    np.testing.assert_allclose(batch.intrinsics[0, 0].numpy(), plan.K, rtol=1e-6)
+    assert batch.intrinsics[0, 0, 0, 0] == pytest.approx(80.0, rel=0.01)
+    assert batch.intrinsics[0, 0, 0, 0] / batch.intrinsics[0, 0, 1, 1] == pytest.approx(1.0, abs=0.01)
+    # 320 px at 190 -> 135 px at 80: padded left and right with the mean colour (0 once normalised)
+    assert plan.left < 0 and np.all(batch.images[0, 0, :, :, 0].abs().numpy() < 0.01)
+    exact = img[: NET_HW[0], : NET_HW[1]]
+    b2 = predictor.prepare_batch(exact, K, T, depth=depth[: NET_HW[0], : NET_HW[1]])  # network size: as is
+    np.testing.assert_allclose(b2.intrinsics[0, 0].numpy(), K, rtol=1e-6)
+    with pytest.raises(ValueError, match="focal"):
+        predictor.prepare_batch(big, np.diag([1e308, 1e308, 1.0]), T, depth=depth_b)
+
+
+def test_view_coverage_says_when_the_grid_is_out_of_view(predictor, inputs):
+    img, K, T, _ = inputs
+    ahead = predictor.view_coverage(img.shape[:2], K, T)
+    assert 0.1 < ahead <= 1.0
+    behind = T.copy()
+    behind[:3, :3] = T[:3, :3] @ np.diag([-1.0, -1.0, 1.0])  # camera turned to look backwards
+    assert predictor.view_coverage(img.shape[:2], K, behind) < 0.05
+    # padding sees nothing: the left half of the image, padded by `crop`, covers less
+    assert predictor.view_coverage((72, 90), K, T, "crop") < ahead

@@ -6,11 +6,13 @@
 """Geometry layer: SE(3) and quaternions, pinhole cameras, voxel centres, depth back-projection."""
 
 from sgn_ros.geometry.camera import (
+    FitPlan,
     camera_offset_from_P,
     camera_translation_from_P,
     check_intrinsics,
     crop_or_pad,
     fit_image,
+    fit_intrinsics,
     resize_image,
     stereo_baseline_from_P,
 )
@@ -34,7 +36,9 @@ __all__ = [
     "check_transform",
     "crop_or_pad",
     "depth_to_points",
+    "FitPlan",
     "fit_image",
+    "fit_intrinsics",
     "invert_transform",
     "make_transform",
     "matrix_to_quaternion",

@@ -95,10 +95,13 @@ def quaternion_to_matrix(q: Sequence[float]) -> np.ndarray:
     q = np.asarray(q, dtype=np.float64).reshape(-1)
     if q.size != 4:
         raise ValueError(f"quaternion: expected 4 values (x, y, z, w), got {q.size}")
-    n = float(np.linalg.norm(q))
-    if not np.isfinite(n) or n < 1e-9:
+    if not np.all(np.isfinite(q)):
         raise ValueError(f"quaternion: invalid orientation quaternion {q.tolist()}")
-    x, y, z, w = q / n
+    big = float(np.max(np.abs(q)))
+    n = float(np.linalg.norm(q / big)) * big if big > 0 else 0.0  # scaled: no overflow at 1e308
+    if not n >= 1e-9:
+        raise ValueError(f"quaternion: invalid orientation quaternion {q.tolist()}")
+    x, y, z, w = (q / big) / (n / big)
     return np.array(
         [
             [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],

@@ -25,6 +25,7 @@ from sgn_ros.geometry import (
     check_transform,
     depth_to_points,
     fit_image,
+    fit_intrinsics,
     invert_transform,
     points_in_grid,
 )
@@ -33,7 +34,8 @@ from sgn_ros.model.preprocessing import normalize_image
 from sgn_ros.model.projection import network_tables
 from sgn_ros.stereo.pair import STEREO_METHODS, StereoMatcher, StereoPair, as_stereo_pair
 
-__all__ = ["SSCPrediction", "SSCPredictor", "StereoPair", "select_device", "COMPILE_MODES"]
+__all__ = ["SSCPrediction", "SSCPredictor", "StereoPair", "select_device", "COMPILE_MODES",
+           "LOW_VIEW_COVERAGE", "MIN_VALID_DEPTH_SHARE"]
 
 #: `compile_dense` choices: torch.compile's default mode, or reduce-overhead (CUDA graphs)
 COMPILE_MODES = ("default", "reduce-overhead")
@@ -45,6 +47,18 @@ log = logging.getLogger(__name__)
 #: Camera geometries whose projection tables a predictor keeps (a fixed camera needs one; SGN-T's
 #: moving frames make a new one per frame).
 TABLE_CACHE_SIZE = 4
+
+#: Default `min_valid_depth_share`: a frame needs at least 1 % of its depth pixels valid and inside
+#: the grid (KITTI-size stereo depth puts ~20-40 % there; 1 % of 370 x 1220 is ~4.5 k points, about
+#: what a sparse 16-beam LiDAR gives in the grid), else the network sees almost no geometry and
+#: its output is an image-only guess that must not be published as a depth-guided prediction.
+MIN_VALID_DEPTH_SHARE = 0.01
+#: A LiDAR cloud (no pixel count to share against) needs at least this many points in the grid.
+MIN_GRID_POINTS = 100
+#: `view_coverage` below this: the grid lies mostly outside the camera's view, worth a warning
+#: (the synthetic KITTI rig: 0.68; 16:9 and 4:3 cameras at KITTI's height: 0.54-0.57; one 1.2 m
+#: high, pitched 5 deg down: 0.29; a grid behind the camera: 0; bench/other_cameras.py).
+LOW_VIEW_COVERAGE = 0.2
 
 
 @dataclass
@@ -118,10 +132,17 @@ class SSCPredictor:
         compile_dense: None (default), or a torch.compile mode of COMPILE_MODES applied to the
             dense parts only (``reduce-overhead`` = CUDA graphs). Off by default: unmeasured, and
             the first frames pay the compilation (call `warmup`).
+        min_valid_depth_share: least share (0..1) of a depth map's pixels that must give points
+            inside the grid (a LiDAR cloud needs `MIN_GRID_POINTS` there); fewer raise
+            ValueError("no usable depth: ...") so that the caller skips the frame.
+        allow_image_only: run such frames anyway on whatever points there are (an image-only
+            prediction when none), for deliberate camera-only use.
 
-    Images are cropped from the top-left corner (as the reference crops KITTI to 370 x 1220) or
-    padded at the bottom / right with the mean colour to cfg.data.image_size; either way K is
-    unchanged. Pseudo-LiDAR from a depth map uses the full depth map and the original K.
+    Images are fitted to cfg.data.image_size by `sgn_ros.geometry.fit_intrinsics` (``auto``: the
+    reference's top-left crop for KITTI-size images; for any other camera a uniform scale to the
+    training images' focal length and a horizon-keeping cut, K adjusted); a smaller crop is padded
+    at the bottom / right with the mean colour. Pseudo-LiDAR from a depth map uses the full depth
+    map and the original K.
     """
 
     def __init__(
@@ -135,6 +156,8 @@ class SSCPredictor:
         stereo_params=None,
         stereo_weights: str | os.PathLike[str] | None = None,
         compile_dense: str | None = None,
+        min_valid_depth_share: float = MIN_VALID_DEPTH_SHARE,
+        allow_image_only: bool = False,
     ) -> None:
         from sgn_ros.model import build_model  # late: keeps `import sgn_ros.model.predictor` light
 
@@ -147,6 +170,10 @@ class SSCPredictor:
             raise ValueError(f"stereo_method: expected one of {STEREO_METHODS}, got {stereo_method!r}")
         if compile_dense is not None and compile_dense not in COMPILE_MODES:
             raise ValueError(f"compile_dense: expected None or one of {COMPILE_MODES}, got {compile_dense!r}")
+        if not 0.0 <= float(min_valid_depth_share) <= 1.0:
+            raise ValueError(f"min_valid_depth_share: expected a share in [0, 1], got {min_valid_depth_share}")
+        self.min_valid_depth_share = float(min_valid_depth_share)
+        self.allow_image_only = bool(allow_image_only)
         #: where the weights came from: a path, "bundled:<file>" or "untrained"
         self.weights_source = "untrained"
         if checkpoint is None:
@@ -190,17 +217,65 @@ class SSCPredictor:
         return self.cfg.data.num_frames
 
     # ----------------------------------------------------------------- camera input -> network input
-    def fit_camera(self, image: np.ndarray, K: np.ndarray, mode: str = "crop") -> tuple[np.ndarray, np.ndarray]:
+    def fit_camera(self, image: np.ndarray, K: np.ndarray, mode: str = "auto") -> tuple[np.ndarray, np.ndarray]:
         """A camera image (H, W, 3) uint8 of any size and its K -> the network's image size and K.
 
-        ``crop`` keeps the top-left cfg.data.image_size (K unchanged; a smaller image is padded
-        with the mean colour later, in `prepare_batch`); ``resize`` scales image and K
-        (`sgn_ros.geometry.fit_image`).
+        Modes of `sgn_ros.geometry.fit_intrinsics`: ``crop`` keeps the top-left
+        cfg.data.image_size (K unchanged; a smaller image is padded with the mean colour later,
+        in `prepare_batch`); ``fit`` scales uniformly to cfg.data.reference_focal (the training
+        images' focal length) and cuts / pads (mean colour) keeping the horizon and near road;
+        ``resize`` stretches; ``auto`` = ``crop`` for KITTI-size images, else ``fit``.
         """
-        if mode == "crop":
+        K = check_intrinsics(K, "K", image.shape[:2])
+        plan = fit_intrinsics(image.shape[:2], K, self.cfg.data.image_size, mode, self.cfg.data.reference_focal)
+        if plan.scaled_hw is None:
             h, w = self.cfg.data.image_size
-            return image[:h, :w], check_intrinsics(K, "K")
-        return fit_image(image, check_intrinsics(K, "K"), self.cfg.data.image_size, mode)
+            return image[:h, :w], plan.K
+        fill = np.asarray(self.cfg.data.image_mean, dtype=np.float64) * 255.0  # the mean colour: ~0 once normalised
+        return fit_image(image, K, self.cfg.data.image_size, plan.mode, self.cfg.data.reference_focal, fill)
+
+    def view_coverage(
+        self, image_hw: tuple[int, int], K: np.ndarray, lidar_to_cam: np.ndarray, mode: str = "auto"
+    ) -> float:
+        """Share (0..1) of the grid's voxels that the network's (fitted) image of this camera sees.
+
+        Voxel centres in front of the camera that project into the part of the network image
+        showing camera pixels (`FitPlan.box`: padding sees nothing); ~0.2 s for the full grid, so
+        call it once per camera geometry. A low value means the grid lies mostly outside the camera's
+        view (wrong grid pose, a camera pitched away, a narrow lens): the node warns below
+        `LOW_VIEW_COVERAGE`. The KITTI rig sees about two thirds of its grid, other forward
+        cameras a little over half (README, "Any camera").
+        """
+        K = check_intrinsics(K, "K", image_hw)
+        plan = fit_intrinsics(image_hw, K, self.cfg.data.image_size, mode, self.cfg.data.reference_focal)
+        T = check_transform(lidar_to_cam, "lidar_to_cam")
+        c = self.grid.voxel_centers().reshape(-1, 3)
+        x, y, z = (T[i, 0] * c[:, 0] + T[i, 1] * c[:, 1] + T[i, 2] * c[:, 2] + T[i, 3] for i in range(3))
+        front = z > 1e-3
+        z = np.where(front, z, 1.0)
+        u = (plan.K[0, 0] * x + plan.K[0, 1] * y) / z + plan.K[0, 2]
+        v = plan.K[1, 1] * y / z + plan.K[1, 2]
+        r0, r1, c0, c1 = plan.box
+        seen = front & (u >= c0 - 0.5) & (u < c1 - 0.5) & (v >= r0 - 0.5) & (v < r1 - 0.5)
+        return float(seen.mean())
+
+    def check_depth(self, n_in_grid: int, n_pixels: int | None) -> None:
+        """Raise ValueError("no usable depth: ...") when a frame's geometry cue is too thin:
+        fewer than `min_valid_depth_share` of a depth map's `n_pixels` (or, for a LiDAR cloud,
+        `n_pixels` None, fewer than `MIN_GRID_POINTS`) give points inside the grid. A no-op with
+        `allow_image_only`."""
+        if self.allow_image_only or not self.cfg.model.guidance:
+            return
+        if n_pixels is None:
+            if n_in_grid < MIN_GRID_POINTS:
+                raise ValueError(f"no usable depth: {n_in_grid} LiDAR point(s) in the grid, need {MIN_GRID_POINTS}")
+            return
+        need = self.min_valid_depth_share * n_pixels
+        if n_in_grid < max(need, 1):
+            raise ValueError(
+                f"no usable depth: {n_in_grid} of {n_pixels} depth pixels ({n_in_grid / max(n_pixels, 1):.2%}) give "
+                f"points in the grid, need {self.min_valid_depth_share:.2%} (all NaN / inf / <= 0 / out of range?)"
+            )
 
     def camera_points(
         self,
@@ -267,7 +342,7 @@ class SSCPredictor:
         lidar_to_cam: np.ndarray | Sequence[np.ndarray],
         points: np.ndarray | torch.Tensor | None = None,
         depth: np.ndarray | None = None,
-        mode: str = "crop",
+        mode: str = "auto",
         stereo: StereoPair | tuple[np.ndarray, float] | None = None,
     ) -> SSCBatch:
         """Camera input -> a one-sample `SSCBatch` on the predictor's device: the ONE place where
@@ -286,7 +361,8 @@ class SSCPredictor:
         f = self.num_frames
         if len(imgs) not in (1, f):
             raise ValueError(f"images: {self.cfg.name} takes 1 or {f} frame(s), got {len(imgs)}")
-        ks = [check_intrinsics(k, f"intrinsics[{i}]") for i, k in enumerate(_frames(intrinsics, "intrinsics", (3, 3)))]
+        ks = [check_intrinsics(k, f"intrinsics[{i}]", imgs[min(i, len(imgs) - 1)].shape[:2])
+              for i, k in enumerate(_frames(intrinsics, "intrinsics", (3, 3)))]
         ts = [check_transform(t, f"lidar_to_cam[{i}]")
               for i, t in enumerate(_frames(lidar_to_cam, "lidar_to_cam", (4, 4)))]
         if len(ks) == 1:
@@ -308,13 +384,15 @@ class SSCPredictor:
         if len(imgs) == 1 and f > 1:
             imgs, ks, ts = imgs * f, ks * f, ts * f
 
+        in_grid = self._crop(pts)
+        self.check_depth(int(in_grid.shape[0]), None if depth is None else int(np.asarray(depth).size))
         images_net, fitted_ks = self._network_images(imgs, ks, mode)
         gather_index, fov_mask = self.tables(fitted_ks, ts)
         batch = SSCBatch(
             images=images_net[None],
             intrinsics=torch.from_numpy(np.stack(fitted_ks)[None].astype(np.float32)),
             lidar_to_cam=torch.from_numpy(np.stack(ts)[None].astype(np.float32)),
-            points=[self._crop(pts)],
+            points=[in_grid],
             gather_index=gather_index,
             fov_mask=fov_mask,
         )
@@ -337,7 +415,7 @@ class SSCPredictor:
                 x = normalize_image(pixels, mean, std)
                 done[id(im)] = (F.pad(x, (0, w - x.shape[2], 0, h - x.shape[1])), k_net)
             tensors.append(done[id(im)][0])
-            fitted_ks.append(done[id(im)][1] if mode != "crop" else k)
+            fitted_ks.append(done[id(im)][1])
         return torch.stack(tensors), fitted_ks
 
     def _crop(self, pts: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -368,7 +446,7 @@ class SSCPredictor:
         lidar_to_cam: np.ndarray | Sequence[np.ndarray],
         points: np.ndarray | torch.Tensor | None = None,
         depth: np.ndarray | None = None,
-        mode: str = "crop",
+        mode: str = "auto",
         stereo: StereoPair | tuple[np.ndarray, float] | None = None,
     ) -> SSCPrediction:
         """Complete the scene of the current frame (frame 0).
@@ -380,9 +458,14 @@ class SSCPredictor:
             lidar_to_cam: (4, 4) current LiDAR frame -> camera (one per image when several).
             points: (N, 3) LiDAR-frame points, metres; or
             depth: (H, W) metric depth of frame 0's image (back-projected to pseudo-LiDAR).
-            mode: fitting of images to the network input, ``crop`` or ``resize`` (`fit_camera`).
+            mode: fitting of images to the network input, ``auto`` / ``crop`` / ``fit`` / ``resize``
+                (`fit_camera`).
             stereo: frame 0's rectified right image and the baseline (metres), a `StereoPair` or a
                 (right, baseline_m) tuple: depth by stereo_method, then pseudo-LiDAR, on the device.
+
+        Raises:
+            ValueError: bad inputs; "no usable depth: ..." when the points / depth leave too little
+                in the grid (`check_depth`) and the predictor does not `allow_image_only`.
 
         Returns:
             `SSCPrediction` with labels uint8 and confidence float32, both cfg.grid.dims.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import array
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,8 @@ __all__ = [
     "image_to_array",
     "image_to_rgb",
     "array_to_image",
+    "CameraModel",
+    "camera_info_model",
     "camera_info_to_K",
     "camera_info_baseline",
     "depth_image_to_metres",
@@ -100,7 +103,7 @@ def image_to_array(msg: Any) -> np.ndarray:
     a view of the message's buffer (no copy; treat it as read-only), anything else as a copy.
 
     Raises:
-        ValueError: unsupported encoding, zero size, step too small, or too little data.
+        ValueError: unsupported encoding, zero size, step too small, or too little / too much data.
     """
     enc = str(msg.encoding)
     if enc not in IMAGE_ENCODINGS:
@@ -116,6 +119,9 @@ def image_to_array(msg: Any) -> np.ndarray:
     need = step * (h - 1) + row
     if buf.size < need:
         raise ValueError(f"Image ({enc}, {w}x{h}, step {step}): {buf.size} bytes of data, need {need}")
+    if buf.size > step * h:
+        raise ValueError(f"Image ({enc}, {w}x{h}, step {step}): {buf.size} bytes of data, more than "
+                         f"height * step = {step * h}")
     if buf.size >= step * h:
         rows = buf[: step * h].reshape(h, step)[:, :row]
     else:  # last row without its padding
@@ -204,21 +210,103 @@ def array_to_image(
     return msg
 
 
-def camera_info_to_K(msg: Any) -> np.ndarray:
-    """sensor_msgs/CameraInfo -> K (3, 3) float64, validated.
+@dataclass(frozen=True)
+class CameraModel:
+    """The pinhole model of the images a CameraInfo describes, as the network needs it.
+
+    Attributes:
+        K: (3, 3) intrinsics of the images the node receives (P[:3, :3] for rectified images,
+            CameraInfo.k for undistorted raw ones).
+        R: (3, 3) rotation from the camera's (tf) optical frame into the frame K projects from:
+            CameraInfo.r for rectified images (identity when unset), else identity. A point X in
+            the camera frame is seen at K @ R @ X; compose lidar->camera as [R 0; 0 1] @ T.
+        rectified: whether K / R are the rectified (P, R) ones.
+        size: (H, W) of the calibrated image.
+    """
+
+    K: np.ndarray
+    R: np.ndarray
+    rectified: bool
+    size: tuple[int, int]
+
+
+def _matrix(values: Any, shape: tuple[int, int], what: str) -> np.ndarray:
+    try:
+        m = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{what}: not numeric ({e})") from None
+    if m.size != shape[0] * shape[1]:
+        raise ValueError(f"{what}: expected {shape[0] * shape[1]} values, got {m.size}")
+    return m.reshape(shape)
+
+
+def camera_info_model(msg: Any, rectified: bool | None = None, topic: str = "camera_info") -> CameraModel:
+    """sensor_msgs/CameraInfo -> the `CameraModel` of the images it describes, validated.
+
+    As the CameraInfo documentation says, raw images (image_raw) are projected by k with the
+    distortion d, rectified ones (image_rect, stereo_image_proc, KITTI's sync drives) by
+    P[:3, :3] in the frame rotated by r. The network needs undistorted pinhole images, so:
+
+    - ``rectified=True`` (the image topic is rectified): K = P[:3, :3] (k when p is unset), R = r.
+    - ``rectified=False`` (raw images): d must be all zero, K = k, R = identity.
+    - ``rectified=None`` (auto): d all zero (or empty) means the images are undistorted and
+      treated as rectified (P when set, as above); a non-zero d is an error, because raw
+      distorted images would be projected wrongly: rectify them (image_proc's rectify node
+      publishes image_rect) or declare the stream rectified (KITTI sync bags carry the raw d
+      beside rectified images).
 
     Raises:
-        ValueError: uncalibrated (all-zero) or non-finite K, non-positive focal lengths, a bad
-            last row, or zero width / height.
+        ValueError: naming `topic`: uncalibrated (all-zero) or non-finite k / p, intrinsics
+            implausible for width x height (`sgn_ros.geometry.check_intrinsics`), a non-rotation
+            r, or distorted images not declared rectified.
     """
-    k = np.asarray(msg.k, dtype=np.float64)
-    if k.size != 9:
-        raise ValueError(f"CameraInfo: k must have 9 values, got {k.size}")
-    if int(msg.width) <= 0 or int(msg.height) <= 0:
-        raise ValueError(f"CameraInfo: zero image size {msg.width}x{msg.height}")
+    h, w = int(msg.height), int(msg.width)
+    if w <= 0 or h <= 0:
+        raise ValueError(f"CameraInfo ({topic}): zero image size {msg.width}x{msg.height}")
+    k = _matrix(msg.k, (3, 3), f"CameraInfo ({topic}): k")
     if not np.any(k):
-        raise ValueError("CameraInfo: k is all zeros (uncalibrated camera)")
-    return check_intrinsics(k.reshape(3, 3), "CameraInfo.k")
+        raise ValueError(f"CameraInfo ({topic}): k is all zeros (uncalibrated camera)")
+    d = np.asarray(msg.d, dtype=np.float64).reshape(-1) if len(msg.d) else np.zeros(0)
+    if not np.all(np.isfinite(d)):
+        raise ValueError(f"CameraInfo ({topic}): non-finite distortion d")
+    distorted = bool(np.any(d != 0))
+    if rectified is None:
+        if distorted:
+            raise ValueError(
+                f"CameraInfo ({topic}): the images are distorted ({msg.distortion_model or 'model unset'}, "
+                f"d=[{', '.join(f'{v:.4g}' for v in d)}]); rectify them "
+                "(image_proc's rectify node publishes image_rect) "
+                "or set the stream as rectified if it already is (KITTI sync drives)"
+            )
+        rectified = True
+    elif not rectified and distorted:
+        raise ValueError(
+            f"CameraInfo ({topic}): raw images with distortion d=[{', '.join(f'{v:.4g}' for v in d)}] cannot be used; "
+            "rectify them (image_proc's rectify node publishes image_rect)"
+        )
+    R = np.eye(3)
+    K = k
+    if rectified:
+        P = _matrix(msg.p, (3, 4), f"CameraInfo ({topic}): p")
+        if np.any(P[:, :3]):
+            K = P[:, :3]
+        r = _matrix(msg.r, (3, 3), f"CameraInfo ({topic}): r")
+        if np.any(r):  # all zero = unset
+            if (not np.all(np.abs(r) <= 1.0 + 1e-6)  # also rejects NaN / inf, and keeps r @ r.T finite
+                    or not np.allclose(r @ r.T, np.eye(3), atol=1e-5) or np.linalg.det(r) < 0):
+                raise ValueError(f"CameraInfo ({topic}): r is not a rotation matrix: {r.tolist()}")
+            R = r
+    K = check_intrinsics(K, f"CameraInfo ({topic}) {'P' if K is not k else 'k'}", (h, w))
+    return CameraModel(K=K, R=R, rectified=bool(rectified), size=(h, w))
+
+
+def camera_info_to_K(msg: Any, rectified: bool | None = None, topic: str = "camera_info") -> np.ndarray:
+    """sensor_msgs/CameraInfo -> K (3, 3) float64 of the images it describes (`camera_info_model`).
+
+    Raises:
+        ValueError: as `camera_info_model`.
+    """
+    return camera_info_model(msg, rectified, topic).K
 
 
 def camera_info_baseline(left: Any, right: Any) -> float:
@@ -242,42 +330,72 @@ def depth_image_to_metres(msg: Any) -> np.ndarray:
     return np.where(np.isfinite(d) & (d > 0), d, np.float32(np.nan)).astype(np.float32, copy=False)
 
 
-def pointcloud2_to_xyz(msg: Any) -> np.ndarray:
-    """sensor_msgs/PointCloud2 -> (N, 3) float32 points of its x, y, z fields (non-finite dropped).
+#: |coordinate| in metres above which a point is dropped as garbage (a wrong is_bigendian flag or
+#: uninitialised memory decode to values like 1e30; no range sensor measures 100 km), which also
+#: keeps the float64 -> float32 cast free of overflow.
+MAX_POINT_COORDINATE = 1e5
 
-    Any point_step / field offsets, FLOAT32 or FLOAT64 coordinates, row padding, either byte order.
+
+def pointcloud2_to_xyz(msg: Any) -> np.ndarray:
+    """sensor_msgs/PointCloud2 -> (N, 3) float32 points of its x, y, z fields.
+
+    Any point_step / field offsets, FLOAT32 or FLOAT64 coordinates, row padding, either byte order
+    (as `is_bigendian` declares). Non-finite points and points beyond `MAX_POINT_COORDINATE` are
+    dropped. A field with count > 1 is read at its first element.
+
+    Raises:
+        ValueError: missing, repeated or overlapping x / y / z fields, count 0, non-float
+            coordinates, fields beyond point_step, steps too small, or data shorter / longer
+            than row_step * height.
     """
     h, w, step, row_step = int(msg.height), int(msg.width), int(msg.point_step), int(msg.row_step)
-    fields = {f.name: f for f in msg.fields}
+    names_all = [str(f.name) for f in msg.fields]
+    repeated = sorted({n for n in names_all if names_all.count(n) > 1})
+    if repeated:
+        raise ValueError(f"PointCloud2: repeated field(s) {repeated}")
+    fields = {str(f.name): f for f in msg.fields}
     missing = [n for n in "xyz" if n not in fields]
     if missing:
         raise ValueError(f"PointCloud2: missing field(s) {missing}; has {sorted(fields)}")
+    if h < 0 or w < 0:
+        raise ValueError(f"PointCloud2: negative size {w}x{h}")
     if h * w == 0:
         return np.zeros((0, 3), np.float32)
     if step <= 0 or row_step < w * step:
         raise ValueError(f"PointCloud2: point_step {step} / row_step {row_step} too small for width {w}")
-    names, formats, offsets = [], [], []
+    names, formats, offsets, spans = [], [], [], []
     order = ">" if msg.is_bigendian else "<"
     for n in "xyz":
         f = fields[n]
         if int(f.datatype) not in (7, 8):
             raise ValueError(f"PointCloud2: field {n} must be FLOAT32 or FLOAT64, got datatype {f.datatype}")
+        if int(f.count) < 1:
+            raise ValueError(f"PointCloud2: field {n} has count {f.count} (no value)")
         size = 4 if int(f.datatype) == 7 else 8
-        if int(f.offset) + size > step:
+        off = int(f.offset)
+        if off < 0 or off + size > step:
             raise ValueError(f"PointCloud2: field {n} (offset {f.offset}) beyond point_step {step}")
+        for m, (lo, hi) in zip(names, spans):
+            if off < hi and lo < off + size:
+                raise ValueError(f"PointCloud2: fields {m} (bytes {lo}..{hi - 1}) and {n} "
+                                 f"(bytes {off}..{off + size - 1}) overlap")
         names.append(n)
         formats.append(order + PF_TO_DTYPE[int(f.datatype)])
-        offsets.append(int(f.offset))
+        offsets.append(off)
+        spans.append((off, off + size))
     dt = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": step})
     buf = _buffer(msg.data, "PointCloud2")
     need = row_step * (h - 1) + w * step
     if buf.size < need:
         raise ValueError(f"PointCloud2: {buf.size} bytes of data, need {need} ({w}x{h} points)")
+    if buf.size > row_step * h:
+        raise ValueError(f"PointCloud2: {buf.size} bytes of data, more than row_step * height = {row_step * h}")
     rows = np.lib.stride_tricks.as_strided(buf, shape=(h, w * step), strides=(row_step, 1))
     pts = np.ascontiguousarray(rows).view(dt).reshape(-1)
-    xyz = np.stack([pts["x"], pts["y"], pts["z"]], axis=1).astype(np.float32)
-    return xyz[np.all(np.isfinite(xyz), axis=1)]
-
+    xyz = np.stack([pts["x"], pts["y"], pts["z"]], axis=1)
+    with np.errstate(invalid="ignore"):
+        keep = np.all(np.abs(xyz) <= MAX_POINT_COORDINATE, axis=1)  # False for NaN / inf too
+    return xyz[keep].astype(np.float32)
 
 
 # --------------------------------------------------------------------------- poses and outputs
