@@ -359,13 +359,7 @@ class StereoTrainer:
                  self.iters_per_epoch, self.iteration)
 
     def _checkpoint(self, path: Path, is_best: bool = False, metrics: dict[str, Any] | None = None) -> None:
-        rng = [ckpt_io.capture_rng_state()]
-        if self.info.distributed:
-            import torch.distributed as dist
-
-            gathered: list[Any] = [None] * self.info.world_size
-            dist.all_gather_object(gathered, rng[0])
-            rng = gathered
+        rng = ckpt_io.gather_rng_states(self.info)
         if self.info.is_main:
             training = {"optimizer": self.optimizer.state_dict(),
                         "scaler": self.scaler.state_dict() if self.amp else None,
@@ -533,15 +527,11 @@ def run(args: argparse.Namespace) -> tuple[StereoTrainer, dict[str, dict[str, fl
     Returns (trainer, final held-out metrics, compact file or None on ranks other than 0).
     """
     from sgn_ros.distributed import cleanup_distributed, init_distributed
-    from sgn_ros.training.cli import _remove_new_entries, _wrote_checkpoint, parse_overrides
+    from sgn_ros.training.cli import FreshRunGuard, parse_overrides
 
     cfg = load_stereo_config(args.config, parse_overrides(args.override))
     work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / cfg.name
-    existed = work_dir.is_dir()
-    before = set(work_dir.iterdir()) if existed else set()
-    created_root = work_dir
-    while not created_root.parent.exists() and created_root.parent != created_root:
-        created_root = created_root.parent
+    guard = FreshRunGuard(work_dir)
     info = init_distributed(args.device)
     try:
         trainer = StereoTrainer(cfg, args.data_root, work_dir, info=info, resume=args.resume)
@@ -559,8 +549,8 @@ def run(args: argparse.Namespace) -> tuple[StereoTrainer, dict[str, dict[str, fl
                                  metrics=metrics, epochs=trainer.epoch, iterations=trainer.iteration)
             log.info("compact weights: %s (%.2f MB)", out, out.stat().st_size / 1e6)
     except BaseException:
-        if info.is_main and not _wrote_checkpoint(work_dir, before):
-            _remove_new_entries(work_dir, before, None if existed else created_root)
+        if info.is_main:
+            guard.undo()
         raise
     finally:
         cleanup_distributed()
