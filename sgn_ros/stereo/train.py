@@ -536,7 +536,7 @@ def run(args: argparse.Namespace) -> tuple[StereoTrainer, dict[str, dict[str, fl
     try:
         trainer = StereoTrainer(cfg, args.data_root, work_dir, info=info, resume=args.resume)
         metrics = trainer.fit()
-        if not metrics and trainer.val_set is not None and info.is_main:
+        if not metrics and trainer.val_set is not None:  # collective under torchrun: every rank calls it
             metrics = trainer.validate()
         out = None
         if info.is_main:
