@@ -34,7 +34,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from sgn_ros.distributed import DistInfo, ResumableDistributedSampler, barrier, reduce_mean_dict, unwrap, wrap_ddp
+from sgn_ros.distributed import (
+    DistInfo,
+    ResumableDistributedSampler,
+    barrier,
+    broadcast_buffers,
+    reduce_mean_dict,
+    unwrap,
+    wrap_ddp,
+)
 from sgn_ros.errors import CheckpointError
 from sgn_ros.fileio import atomic_path
 from sgn_ros.runtime import autocast_context, resolve_amp, seed_everything, setup_logging
@@ -451,6 +459,7 @@ class StereoTrainer:
                     if k_iter > 0 and self.iteration % k_iter == 0 and not last:
                         self._checkpoint(self.ckpts.iter_path(self.iteration))
                 bar.close()
+                broadcast_buffers(self.model, info)  # one network on every rank (rank 0's BatchNorm statistics)
                 self.epoch += 1
                 self.step_in_epoch = 0
                 is_best = False
