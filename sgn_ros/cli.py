@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("sgn_ros.evaluation.cli", "score predictions or a checkpoint (SemanticKITTI protocol)"),
     "export": ("sgn_ros.evaluation.export", "write predictions in the benchmark submission format"),
     "train": ("sgn_ros.training.cli", "train SGN (one process or torchrun)"),
+    "train-stereo": ("sgn_ros.stereo.train", "train MobileStereoNet on stereo pairs with true depth (synthetic world)"),
     "kitti-to-bag": ("sgn_ros.ros.kitti_to_bag", "write a KITTI sequence as a rosbag2 (mcap)"),
     "replay": ("sgn_ros.ros.replay", "replay a KITTI rosbag (kitti2bag, kitti2mcap, kitti-to-bag) through sgn_node"),
     "demo": ("sgn_ros.ros.demo", "replay a synthetic sequence through the node and render pictures"),

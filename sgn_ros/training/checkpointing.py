@@ -105,6 +105,19 @@ def capture_rng_state() -> dict[str, Any]:
     return state
 
 
+def gather_rng_states(info: Any) -> list[dict[str, Any]]:
+    """Collective under torchrun: every rank's `capture_rng_state()`, in rank order (`info`: a
+    `sgn_ros.distributed.DistInfo`); a single process gets a one-element list."""
+    rng = [capture_rng_state()]
+    if info.distributed:
+        import torch.distributed as dist
+
+        gathered: list[Any] = [None] * info.world_size
+        dist.all_gather_object(gathered, rng[0])
+        rng = gathered
+    return rng
+
+
 def restore_rng_state(state: dict[str, Any]) -> None:
     """Inverse of `capture_rng_state`."""
     py = state["python"]

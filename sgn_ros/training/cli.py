@@ -104,11 +104,7 @@ def run_training(args: argparse.Namespace):
 
     cfg = build_config(args)
     work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / cfg.name
-    existed = work_dir.is_dir()
-    before = set(work_dir.iterdir()) if existed else set()
-    created_root = work_dir  # the topmost folder this run would create (mkdir parents=True)
-    while not created_root.parent.exists() and created_root.parent != created_root:
-        created_root = created_root.parent
+    guard = FreshRunGuard(work_dir)
     info = init_distributed(args.device)
     trainer = None
     try:
@@ -126,12 +122,31 @@ def run_training(args: argparse.Namespace):
         trainer.fit()
     except BaseException:
         logging.getLogger("sgn_ros.training").debug("training failed (rank %d)", info.rank, exc_info=True)
-        if info.is_main and not _wrote_checkpoint(work_dir, before):
-            _remove_new_entries(work_dir, before, None if existed else created_root)
+        if info.is_main:
+            guard.undo()
         raise
     finally:
         cleanup_distributed()
     return trainer
+
+
+class FreshRunGuard:
+    """What a run finds in its work directory before it starts, so that a run failing before its
+    first checkpoint can remove what it created (`undo`); a resumed run's earlier files stay."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.existed = work_dir.is_dir()
+        self.before = set(work_dir.iterdir()) if self.existed else set()
+        root = work_dir  # the topmost folder this run would create (mkdir parents=True)
+        while not root.parent.exists() and root.parent != root:
+            root = root.parent
+        self.created_root = None if self.existed else root
+
+    def undo(self) -> None:
+        """Remove the new entries (and the folders the run made) unless a new checkpoint exists."""
+        if not _wrote_checkpoint(self.work_dir, self.before):
+            _remove_new_entries(self.work_dir, self.before, self.created_root)
 
 
 def _wrote_checkpoint(work_dir: Path, before: set[Path]) -> bool:

@@ -334,13 +334,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint(self, path: Path, is_best: bool = False) -> None:
         """Collective: every rank contributes its RNG state, rank 0 writes."""
-        rng = [ckpt_io.capture_rng_state()]
-        if self.info.distributed:
-            import torch.distributed as dist
-
-            gathered: list[Any] = [None] * self.info.world_size
-            dist.all_gather_object(gathered, rng[0])
-            rng = gathered
+        rng = ckpt_io.gather_rng_states(self.info)
         if self.info.is_main:
             training = {
                 "optimizer": self.optimizer.state_dict(),
