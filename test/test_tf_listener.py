@@ -146,8 +146,9 @@ def test_listener_reads_kitti_player_tree(ros, tmp_path) -> None:
     env, node, executor = ros
     tf = TFListener(node)
     proc = start_node("sgn_ros.ros.kitti_player", env, params={
+        # looping: /tf is volatile, so frames sent before discovery completes are lost for good
         "sequence_dir": str(seq_dir), "dataset_stamps": True, "rate_hz": 20.0, "exit_when_done": False,
-        "wait_for_subscribers": 0,
+        "wait_for_subscribers": 0, "loop": True,
     })
     try:
         stamps = [builder.dataset_stamp_ns(i) for i in range(4)]
