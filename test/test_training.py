@@ -302,42 +302,31 @@ def test_fine_tune_from_a_model_only_checkpoint(tiny_root: Path, tmp_path: Path)
         Trainer(other_grid, tiny_root, tmp_path / "w2", train_sequences=[SEQ])
 
 
-def test_a_run_failing_in_data_loading_leaves_nothing(tiny_root: Path, tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("damage", ["missing image", "truncated label"])
+def test_a_run_with_a_broken_file_fails_at_start_and_leaves_nothing(damage: str, tiny_root: Path, tmp_path: Path,
+                                                                     capsys) -> None:
+    """The pre-flight check names the file before the first iteration (not when an epoch reaches
+    it); the CLI prints it without a traceback, exits 2 and leaves no config.yaml, tb/ or train.log."""
     import shutil
 
     from sgn_ros.cli import main as cli_main
 
     root = tmp_path / "root"
     shutil.copytree(tiny_root, root)
-    image = root / "dataset" / "sequences" / SEQ / "image_2" / "000005.png"
-    image.unlink()
+    if damage == "missing image":
+        broken = root / "dataset" / "sequences" / SEQ / "image_2" / "000005.png"
+        broken.unlink()
+        expected = ("files unusable", "missing dataset file: ")
+    else:
+        broken = next((root / "dataset" / load_config(TINY).data.labels_tag / SEQ).glob("*_1_1.npy"))
+        broken.write_bytes(broken.read_bytes()[:-7])
+        expected = ("files unusable", "truncated")
     work = tmp_path / "runs" / "w"
     rc = cli_main(["train", "--config", str(TINY), "--data-root", str(root), "--work-dir", str(work),
                    "--train-sequences", SEQ, "--device", "cpu", "--override", "train.eval_interval=0",
                    "train.epochs=1"])
     assert rc == 2
     err = capsys.readouterr().err
-    # the pre-flight check names the file before the first iteration (not when an epoch reaches it)
-    assert "sgn-ros train: error: " in err and "files unusable" in err
-    assert "missing dataset file: " in err and "000005.png" in err
-    assert "Traceback" not in err
-    assert not (tmp_path / "runs").exists()  # no config.yaml, tb/ or train.log left behind
-
-
-def test_preflight_names_a_truncated_label_before_training(tiny_root: Path, tmp_path: Path, capsys) -> None:
-    import shutil
-
-    from sgn_ros.cli import main as cli_main
-
-    root = tmp_path / "root"
-    shutil.copytree(tiny_root, root)
-    label = next((root / "dataset" / load_config(TINY).data.labels_tag / SEQ).glob("*_1_1.npy"))
-    label.write_bytes(label.read_bytes()[:-7])
-    work = tmp_path / "runs" / "w"
-    rc = cli_main(["train", "--config", str(TINY), "--data-root", str(root), "--work-dir", str(work),
-                   "--train-sequences", SEQ, "--device", "cpu", "--override", "train.eval_interval=0",
-                   "train.epochs=1"])
-    assert rc == 2
-    err = capsys.readouterr().err
-    assert label.name in err and "truncated" in err and "Traceback" not in err
+    assert "sgn-ros train: error: " in err and broken.name in err and "Traceback" not in err
+    assert all(e in err for e in expected), err
     assert not (tmp_path / "runs").exists()
