@@ -570,6 +570,26 @@ def test_diagnostics_counters_add_up(points_node, tiny) -> None:
     assert int(after["frames_processed"]) - int(before["frames_processed"]) == n
 
 
+def test_diagnostics_carry_the_pipeline_stages(points_node, tiny) -> None:
+    """/diagnostics has every stage's counters and timings (decode, infer, publish); a frame answered
+    raises each stage's in / out by one and gives finite p50 times."""
+    node, h = points_node
+    image, points = _scene(8, tiny["grid"])
+    h.spin_until(lambda: False, 1.2)
+    before = _diag(h.diagnostics[-1])
+    stamp = (STAMP0 + 140) * 1_000_000_000
+    _wait_answer(node, h, stamp, lambda: _publish_frame(h, stamp, image, points))
+    h.spin_until(lambda: False, 1.2)
+    after = _diag(h.diagnostics[-1])
+    for stage in ("decode", "infer", "publish"):
+        for key in ("in", "out", "skipped", "dropped", "failed", "p50_ms", "p95_ms", "last_error"):
+            assert f"stage.{stage}.{key}" in after, (stage, key, sorted(after))
+        assert int(after[f"stage.{stage}.out"]) > int(before.get(f"stage.{stage}.out", "0")), stage
+        assert float(after[f"stage.{stage}.p50_ms"]) > 0.0
+        assert int(after[f"stage.{stage}.in"]) == int(after[f"stage.{stage}.out"]) + int(
+            after[f"stage.{stage}.skipped"]) + int(after[f"stage.{stage}.failed"])
+
+
 def test_missing_topic_is_reported(points_node, tiny) -> None:
     """Images without camera_info / points: no output, a WARN status naming the silent topics, a log line."""
     node, h = points_node
@@ -651,6 +671,20 @@ def test_unknown_parameter_is_an_error(ros_env, tmp_path) -> None:
     node.stop()
     assert rc == 2
     assert "confidence_treshold" in node.log()
+
+
+def test_msnet3d_without_weights_refuses_to_start(ros_env, tiny, tmp_path) -> None:
+    """stereo_method msnet3d with no stereo_weights: exit 2 with MSNetWeightsMissing's message (where
+    to get the weights), never an untrained depth network."""
+    from sgn_ros.stereo.msnet import MSNetWeightsMissing
+
+    node = NodeProcess(tmp_path / "node.log", _with_domain(ros_env), {
+        "variant": tiny["config"], "checkpoint": tiny["checkpoint"], "device": "cpu", "depth_source": "stereo",
+        "stereo_method": "msnet3d"})
+    rc = node.proc.wait(120)
+    node.stop()
+    assert rc == 2, node.log()
+    assert "cannot start" in node.log() and str(MSNetWeightsMissing("no MobileStereoNet weights given")) in node.log()
 
 
 # --------------------------------------------------------------------------- SGN-T: temporal frames
