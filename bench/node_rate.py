@@ -380,6 +380,10 @@ def main() -> int:
     print("|---|---:|---:|---:|")
     for row in stage_rows(timed):
         print("| " + " | ".join(row) + " |")
+    parts = [(p, _f(timed, f"{p}_ms_mean")) for p in ("queued", "decode", "waiting", "inference", "publish")]
+    if any(np.isfinite(v) for _, v in parts):  # where a frame's time in the node goes
+        print("\nnode time per frame (windowed means, ms): "
+              + ", ".join(f"{p} {v:.0f}" for p, v in parts if np.isfinite(v)))
     inside = _f(timed, "latency_ms_mean")
     if np.isfinite(inside):
         print(f"\nin the node, frame complete -> published (latency_ms_mean): {inside:.0f} ms; outside it "

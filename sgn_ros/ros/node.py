@@ -179,8 +179,9 @@ class _Timing:
     done: float  # time.monotonic() when the outputs were published
     latency: float  # complete -> published
     queued: float  # complete -> picked up by the decode stage (waiting for the previous frame)
-    decode: float  # messages -> arrays (incl. stereo matching / back-projection)
-    inference: float  # SSCPredictor.predict
+    decode: float  # messages -> arrays -> batch (incl. stereo matching / back-projection)
+    waiting: float  # decoded -> network start (the network still busy with the previous frame)
+    inference: float  # SSCPredictor.infer (the network)
     publish: float  # arrays -> messages -> publish
 
 
@@ -193,6 +194,7 @@ class _InFlight:
     batch: Any
     t_start: float
     t_decoded: float
+    t_infer: float = 0.0  # when the network started on it
 
 
 def check_parameters(p: dict[str, Any]) -> None:
@@ -496,7 +498,9 @@ class SGNCore:
 
     def _infer_stage(self, work: _InFlight) -> tuple[Any, _InFlight, float]:
         """Stage 2: the network on the prepared batch."""
-        return self.predictor.infer(work.batch), replace(work, batch=None), time.monotonic()
+        t_begin = time.monotonic()
+        prediction = self.predictor.infer(work.batch)
+        return prediction, replace(work, batch=None, t_infer=t_begin), time.monotonic()
 
     def _publish_stage(self, result: tuple[Any, _InFlight, float],
                        item: tuple[AssembledFrame, list[Neighbour]]) -> None:
@@ -509,7 +513,8 @@ class SGNCore:
             self._stats["frames_processed"] += 1
             self._window.append(_Timing(
                 done=done, latency=done - frame.complete_time, queued=work.t_start - frame.complete_time,
-                decode=work.t_decoded - work.t_start, inference=t_inferred - work.t_decoded,
+                decode=work.t_decoded - work.t_start, waiting=work.t_infer - work.t_decoded,
+                inference=t_inferred - work.t_infer,
                 publish=done - t_inferred,
             ))
 
@@ -705,7 +710,7 @@ class SGNCore:
         span = (recent[-1].done - recent[0].done) if len(recent) > 1 else 0.0
         rate = (len(recent) - 1) / span if span > 0 else 0.0
         ms = {k: np.array([getattr(w, k) for w in recent]) * 1000.0
-              for k in ("latency", "queued", "decode", "inference", "publish")}
+              for k in ("latency", "queued", "decode", "waiting", "inference", "publish")}
         level, message = DiagnosticStatus.OK, "running"
         stale = self._stale_inputs()
         if stale:
