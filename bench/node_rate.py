@@ -249,6 +249,8 @@ def work_ms(diag: dict[str, str], depth_source: str) -> tuple[float, float, str]
     stage = {k.split(".")[1] for k in diag if k.startswith("stage.")}
     net_key = next((f"stage.{n}.p50_ms" for n in ("infer", "inference", "network") if n in stage), None)
     depth_key = next((f"stage.{n}.p50_ms" for n in ("depth", "stereo") if n in stage), None)
+    if depth_key is None and depth_source == "stereo" and "decode" in stage:
+        depth_key = "stage.decode.p50_ms"  # sgn_node matches the pair in its decode stage (predictor.stereo_depth)
     if net_key is not None:
         net = _f(diag, net_key)
         depth = _f(diag, depth_key) if depth_key else 0.0
