@@ -673,6 +673,53 @@ def test_unknown_parameter_is_an_error(ros_env, tmp_path) -> None:
     assert "confidence_treshold" in node.log()
 
 
+def test_stop_abandons_a_long_inference(ros_env, tiny) -> None:
+    """Shutdown (destroy_node = deactivate) while the network is busy for 30 s: the pipeline stops
+    within ~3 s, the busy stage is abandoned. The node runs in this process so that its network
+    stage can be made to take 30 s; the frame reaches it over DDS like any other."""
+    import threading
+
+    from rclpy.parameter import Parameter
+
+    from sgn_ros.ros.node import STOP_TIMEOUT_S, SGNNode
+
+    env = _with_domain(ros_env)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
+    node = SGNNode(context=ctx, parameter_overrides=[
+        Parameter("variant", value=str(tiny["config"])), Parameter("checkpoint", value=str(tiny["checkpoint"])),
+        Parameter("device", value="cpu"), Parameter("depth_source", value="points"),
+        Parameter("input_reliability", value="reliable")])
+    busy = threading.Event()
+
+    def long_inference(batch):
+        busy.set()
+        time.sleep(30.0)
+
+    node.predictor.infer = long_inference
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    h = Harness(int(env["ROS_DOMAIN_ID"]))
+    try:
+        image, points = _scene(9, tiny["grid"])
+        stamp = (STAMP0 + 300) * 1_000_000_000
+        end = time.monotonic() + 30.0
+        while not busy.is_set() and time.monotonic() < end:
+            _publish_frame(h, stamp, image, points)
+            h.spin_until(busy.is_set, 0.5)
+        assert busy.is_set(), "the frame never reached the network stage"
+        t0 = time.monotonic()
+        node.destroy_node()
+        took = time.monotonic() - t0
+    finally:
+        h.close()
+        executor.shutdown()
+        rclpy.try_shutdown(context=ctx)
+    assert took < STOP_TIMEOUT_S + 1.0, took
+
+
 def test_msnet3d_without_weights_refuses_to_start(ros_env, tiny, tmp_path) -> None:
     """stereo_method msnet3d with no stereo_weights: exit 2 with MSNetWeightsMissing's message (where
     to get the weights), never an untrained depth network."""
