@@ -720,6 +720,34 @@ def test_stop_abandons_a_long_inference(ros_env, tiny) -> None:
     assert took < STOP_TIMEOUT_S + 1.0, took
 
 
+def test_markers_period_thins_markers_only(ros_env, tiny, tmp_path) -> None:
+    """markers_period 60 s: every frame gets points and grid, only the first a MarkerArray."""
+    env = _with_domain(ros_env)
+    node = NodeProcess(tmp_path / "node.log", env, {
+        "variant": tiny["config"], "checkpoint": tiny["checkpoint"], "device": "cpu", "depth_source": "points",
+        "markers_period": 60.0})
+    h = Harness(int(env["ROS_DOMAIN_ID"]))
+    try:
+        image, points = _scene(10, tiny["grid"])
+        base = (STAMP0 + 400) * 1_000_000_000
+        end = time.monotonic() + 60.0
+        while time.monotonic() < end and not h.received["markers"]:  # the first frame after discovery
+            assert node.proc.poll() is None, node.log()
+            _publish_frame(h, base, image, points)
+            h.spin_until(lambda: bool(h.received["markers"]), 1.0)
+        assert h.received["markers"], node.log()
+        later = [base + i * 200_000_000 for i in range(1, 4)]
+        for stamp in later:
+            _publish_frame(h, stamp, image, points)
+            assert h.spin_until(lambda s=stamp: s in h.received["grid"] and s in h.received["points"], 30.0), \
+                node.log()
+        h.spin_until(lambda: False, 0.5)
+        assert not any(s in h.received["markers"] for s in later), sorted(h.received["markers"])
+    finally:
+        h.close()
+        assert node.stop() == 0, node.log()
+
+
 def test_msnet3d_without_weights_refuses_to_start(ros_env, tiny, tmp_path) -> None:
     """stereo_method msnet3d with no stereo_weights: exit 2 with MSNetWeightsMissing's message (where
     to get the weights), never an untrained depth network."""
