@@ -492,6 +492,8 @@ class SGNCore:
         """Stage 1: messages -> `DecodedFrame` -> the predictor's batch (fitting, points, crop,
         projection tables), so that the network stage runs the network only."""
         t_start = time.monotonic()
+        if self._temporal:  # neighbours as of now: odometry may arrive just after the frame's last message
+            item = (item[0], self._assembler.neighbours(item[0]))
         decoded = self.decode(item)
         batch = self.prepare(decoded)
         return _InFlight(decoded, batch, t_start, time.monotonic())
