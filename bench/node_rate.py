@@ -249,6 +249,8 @@ def work_ms(diag: dict[str, str], depth_source: str) -> tuple[float, float, str]
     stage = {k.split(".")[1] for k in diag if k.startswith("stage.")}
     net_key = next((f"stage.{n}.p50_ms" for n in ("infer", "inference", "network") if n in stage), None)
     depth_key = next((f"stage.{n}.p50_ms" for n in ("depth", "stereo") if n in stage), None)
+    if depth_key is None and depth_source == "stereo" and "decode" in stage:
+        depth_key = "stage.decode.p50_ms"  # sgn_node matches the pair in its decode stage (predictor.stereo_depth)
     if net_key is not None:
         net = _f(diag, net_key)
         depth = _f(diag, depth_key) if depth_key else 0.0
@@ -332,12 +334,14 @@ def main() -> int:
         replay.timed.clear()
         replay.timed_at.clear()
         period = 1.0 / args.rate
+        publish_ms: list[float] = []  # this process publishing one frame's inputs
         t0 = time.monotonic()
         for i in range(args.frames):
             stamp = STAMP0 * 1_000_000_000 + int(i * period * 1e9)
             replay.spin_until(lambda i=i: time.monotonic() >= t0 + i * period, period + 1.0, proc)
             sent[stamp] = time.monotonic()
             replay.publish(frames, stamp, args.depth_source)
+            publish_ms.append(1000.0 * (time.monotonic() - sent[stamp]))
         drain = args.drain if args.drain is not None else max(10.0, 3.0 * warm_s)
         replay.spin_until(lambda: all(replay.done(s) is not None for s in sent), drain, proc)
         diag_seen = len(replay.diagnostics)
@@ -380,10 +384,18 @@ def main() -> int:
     print("|---|---:|---:|---:|")
     for row in stage_rows(timed):
         print("| " + " | ".join(row) + " |")
+    parts = [(p, _f(timed, f"{p}_ms_mean")) for p in ("queued", "decode", "waiting", "inference", "publish")]
+    if any(np.isfinite(v) for _, v in parts):  # where a frame's time in the node goes
+        print("\nnode time per frame (windowed means, ms): "
+              + ", ".join(f"{p} {v:.0f}" for p, v in parts if np.isfinite(v)))
     inside = _f(timed, "latency_ms_mean")
     if np.isfinite(inside):
         print(f"\nin the node, frame complete -> published (latency_ms_mean): {inside:.0f} ms; outside it "
               f"(transport both ways, this process): {_pct(lat, 50) - inside:.0f} ms")
+    per_output = {k: [1000.0 * (a[s] - sent[s]) for s in answered if s in a] for k, a in replay.arrivals.items()}
+    print("latency p50 per output (image published -> arrived here), ms: "
+          + ", ".join(f"{k} {_pct(v, 50):.0f}" for k, v in per_output.items())
+          + f"; publishing the inputs here took p50 {_pct(publish_ms, 50):.0f} ms")
     print(f"network + depth time: {net + depth:.0f} ms ({how})")
     print(f"node overhead p50: {overhead:.0f} ms, output rate: {rate:.2f} Hz")
     tmp.cleanup()

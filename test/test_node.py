@@ -572,6 +572,26 @@ def test_diagnostics_counters_add_up(points_node, tiny) -> None:
     assert int(after["frames_processed"]) - int(before["frames_processed"]) == n
 
 
+def test_diagnostics_carry_the_pipeline_stages(points_node, tiny) -> None:
+    """/diagnostics has every stage's counters and timings (decode, infer, publish); a frame answered
+    raises each stage's in / out by one and gives finite p50 times."""
+    node, h = points_node
+    image, points = _scene(8, tiny["grid"])
+    h.spin_until(lambda: False, 1.2)
+    before = _diag(h.diagnostics[-1])
+    stamp = (STAMP0 + 140) * 1_000_000_000
+    _wait_answer(node, h, stamp, lambda: _publish_frame(h, stamp, image, points))
+    h.spin_until(lambda: False, 1.2)
+    after = _diag(h.diagnostics[-1])
+    for stage in ("decode", "infer", "publish"):
+        for key in ("in", "out", "skipped", "dropped", "failed", "p50_ms", "p95_ms", "last_error"):
+            assert f"stage.{stage}.{key}" in after, (stage, key, sorted(after))
+        assert int(after[f"stage.{stage}.out"]) > int(before.get(f"stage.{stage}.out", "0")), stage
+        assert float(after[f"stage.{stage}.p50_ms"]) > 0.0
+        assert int(after[f"stage.{stage}.in"]) == int(after[f"stage.{stage}.out"]) + int(
+            after[f"stage.{stage}.skipped"]) + int(after[f"stage.{stage}.failed"])
+
+
 def test_missing_topic_is_reported(points_node, tiny) -> None:
     """Images without camera_info / points: no output, a WARN status naming the silent topics, a log line."""
     node, h = points_node
@@ -653,6 +673,95 @@ def test_unknown_parameter_is_an_error(ros_env, tmp_path) -> None:
     node.stop()
     assert rc == 2
     assert "confidence_treshold" in node.log()
+
+
+def test_stop_abandons_a_long_inference(ros_env, tiny) -> None:
+    """Shutdown (destroy_node = deactivate) while the network is busy for 30 s: the pipeline stops
+    within ~3 s, the busy stage is abandoned. The node runs in this process so that its network
+    stage can be made to take 30 s; the frame reaches it over DDS like any other."""
+    import threading
+
+    from rclpy.parameter import Parameter
+
+    from sgn_ros.ros.node import STOP_TIMEOUT_S, SGNNode
+
+    env = _with_domain(ros_env)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
+    node = SGNNode(context=ctx, parameter_overrides=[
+        Parameter("variant", value=str(tiny["config"])), Parameter("checkpoint", value=str(tiny["checkpoint"])),
+        Parameter("device", value="cpu"), Parameter("depth_source", value="points"),
+        Parameter("input_reliability", value="reliable")])
+    busy = threading.Event()
+
+    def long_inference(batch):
+        busy.set()
+        time.sleep(30.0)
+
+    node.predictor.infer = long_inference
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    h = Harness(int(env["ROS_DOMAIN_ID"]))
+    try:
+        image, points = _scene(9, tiny["grid"])
+        stamp = (STAMP0 + 300) * 1_000_000_000
+        end = time.monotonic() + 30.0
+        while not busy.is_set() and time.monotonic() < end:
+            _publish_frame(h, stamp, image, points)
+            h.spin_until(busy.is_set, 0.5)
+        assert busy.is_set(), "the frame never reached the network stage"
+        t0 = time.monotonic()
+        node.destroy_node()
+        took = time.monotonic() - t0
+    finally:
+        h.close()
+        executor.shutdown()
+        rclpy.try_shutdown(context=ctx)
+    assert took < STOP_TIMEOUT_S + 1.0, took
+
+
+def test_markers_period_thins_markers_only(ros_env, tiny, tmp_path) -> None:
+    """markers_period 60 s: every frame gets points and grid, only the first a MarkerArray."""
+    env = _with_domain(ros_env)
+    node = NodeProcess(tmp_path / "node.log", env, {
+        "variant": tiny["config"], "checkpoint": tiny["checkpoint"], "device": "cpu", "depth_source": "points",
+        "markers_period": 60.0})
+    h = Harness(int(env["ROS_DOMAIN_ID"]))
+    try:
+        image, points = _scene(10, tiny["grid"])
+        base = (STAMP0 + 400) * 1_000_000_000
+        end = time.monotonic() + 60.0
+        while time.monotonic() < end and not h.received["markers"]:  # the first frame after discovery
+            assert node.proc.poll() is None, node.log()
+            _publish_frame(h, base, image, points)
+            h.spin_until(lambda: bool(h.received["markers"]), 1.0)
+        assert h.received["markers"], node.log()
+        later = [base + i * 200_000_000 for i in range(1, 4)]
+        for stamp in later:
+            _publish_frame(h, stamp, image, points)
+            assert h.spin_until(lambda s=stamp: s in h.received["grid"] and s in h.received["points"], 30.0), \
+                node.log()
+        h.spin_until(lambda: False, 0.5)
+        assert not any(s in h.received["markers"] for s in later), sorted(h.received["markers"])
+    finally:
+        h.close()
+        assert node.stop() == 0, node.log()
+
+
+def test_msnet3d_without_weights_refuses_to_start(ros_env, tiny, tmp_path) -> None:
+    """stereo_method msnet3d with no stereo_weights: exit 2 with MSNetWeightsMissing's message (where
+    to get the weights), never an untrained depth network."""
+    from sgn_ros.stereo.msnet import MSNetWeightsMissing
+
+    node = NodeProcess(tmp_path / "node.log", _with_domain(ros_env), {
+        "variant": tiny["config"], "checkpoint": tiny["checkpoint"], "device": "cpu", "depth_source": "stereo",
+        "stereo_method": "msnet3d"})
+    rc = node.proc.wait(120)
+    node.stop()
+    assert rc == 2, node.log()
+    assert "cannot start" in node.log() and str(MSNetWeightsMissing("no MobileStereoNet weights given")) in node.log()
 
 
 # --------------------------------------------------------------------------- SGN-T: temporal frames

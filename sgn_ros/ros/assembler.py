@@ -298,6 +298,12 @@ class FrameAssembler:
         with self._lock:
             return self._pending is not None
 
+    def neighbours(self, frame: AssembledFrame) -> list[Neighbour]:
+        """The past frames of `frame` as `take` gives them, looked up now: a consumer that starts
+        later (sgn_node's decode stage) sees odometry that arrived after the frame completed."""
+        with self._lock:
+            return self._neighbours(frame)
+
     def take(self) -> tuple[AssembledFrame, list[Neighbour]] | None:
         """The newest complete frame not yet taken (None: none) and, for temporal variants, its
         past frames in the order of temporal_offsets. A frame replaced before being taken is

@@ -5,10 +5,16 @@
 #   counters) -> decode (decoders.py / compressed.py; grid_frames.py: sensor poses from TF or the
 #   fallback parameters) -> SSCPredictor (fitting, depth -> points, cropping, projection) ->
 #   SSCPrediction -> encoders.py -> publishers.
-# The per-frame work is three plain methods, `decode(item)`, `infer(decoded)` and
-# `publish(prediction, frame)`, so that a staged pipeline (sgn_ros/ros/pipeline.py) can run them on
-# its own threads; today one worker thread runs them in turn on the NEWEST complete frame (older
-# frames are dropped and counted; callbacks never block).
+# The per-frame work runs in a staged pipeline (sgn_ros/ros/pipeline.py `node_pipeline`), three
+# threads joined by 1-slot newest-wins mailboxes, so that the network runs frame t while frame t+1
+# is decoded (messages -> arrays, stereo matching and depth -> points on the predictor's device,
+# batch preparation) and frame t-1 is encoded to CDR bytes and published:
+#   decode  `_decode_stage`: `decode(item)` -> DecodedFrame -> `SSCPredictor.prepare_batch`
+#   infer   `_infer_stage`:  `SSCPredictor.infer(batch)` -> SSCPrediction
+#   publish `_publish_stage`: `publish(prediction, frame)`: `encoders.encode_outputs` -> bytes.
+# A callback only stamps, assembles and submits (never blocks); a frame superseded while waiting
+# at a stage is dropped and counted (/diagnostics `stage.<name>.dropped`); stopping abandons a
+# stage busy in a long call (its result is discarded) so that shutdown takes ~3 s at most.
 #
 # Two node classes: `SGNNode` (plain: configures and activates itself) and `SGNLifecycleNode`
 # (rclpy.lifecycle: configure loads the model and warms it up, activate subscribes).
@@ -32,7 +38,6 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from sgn_ros.geometry import apply_transform, invert_transform, xyz_rpy_to_matrix
@@ -41,9 +46,15 @@ from sgn_ros.ros import encoders as enc
 from sgn_ros.ros.assembler import AssembledFrame, FrameAssembler, Neighbour
 from sgn_ros.ros.grid_frames import POSE_SOURCES, FrameSkipped, GridFrames, reference_projection
 from sgn_ros.ros.inputs import InputSubscriptions
+from sgn_ros.ros.pipeline import NODE_STAGES, StagedPipeline, node_pipeline
 from sgn_ros.ros.qos import make_qos
+from sgn_ros.stereo.pair import StereoPair
 
 DEPTH_SOURCES = ("stereo", "depth_image", "points")
+#: stereo_method parameter: auto = sgm (torch, on the device) on CUDA, sgbm (OpenCV) on CPU
+STEREO_CHOICES = ("auto", "sgbm", "sgm", "msnet3d")
+#: seconds the pipeline may take to stop (deactivate / shutdown); a stage still busy is abandoned
+STOP_TIMEOUT_S = 3.0
 INPUT_MODES = ("crop", "resize")
 INPUT_RELIABILITIES = ("auto", "reliable", "best_effort")
 IMAGE_TRANSPORTS = ("raw", "compressed")
@@ -127,11 +138,20 @@ PARAMETERS: dict[str, ParamSpec] = {
     "publish_markers": ParamSpec(True, "publish ssc/markers", True),
     "publish_grid": ParamSpec(True, "publish ssc/grid", True),
     "publish_confidence": ParamSpec(True, "include confidence in ssc/points and ssc/grid", True),
+    "markers_period": ParamSpec(
+        0.0, "seconds between MarkerArray outputs (RViz needs fewer than the camera gives); 0 = every frame", True
+    ),
     "sync_tolerance": ParamSpec(0.02, "seconds: max stamp difference of messages forming one frame"),
     "stamp_reset_threshold": ParamSpec(
         2.0, "seconds: a stamp this far behind the last one is a time reset (bag loop), not out-of-order input"
     ),
-    "stereo_num_disparities": ParamSpec(192, "StereoSGBM disparity range (multiple of 16)"),
+    "stereo_method": ParamSpec(
+        "auto", "stereo matcher (depth_source stereo), run by the predictor on its device: auto (sgm on CUDA, "
+        "sgbm on CPU) | sgbm (OpenCV, host) | sgm (torch semi-global matching: the GPU choice, ~25 s per pair "
+        "on a CPU) | msnet3d (MobileStereoNet-3D; needs stereo_weights)"
+    ),
+    "stereo_weights": ParamSpec("", "MobileStereoNet checkpoint for stereo_method msnet3d (required there)"),
+    "stereo_num_disparities": ParamSpec(192, "stereo disparity range of sgbm / sgm (multiple of 16)"),
     "stereo_block_size": ParamSpec(5, "StereoSGBM block size (odd)"),
     "diagnostics_period": ParamSpec(1.0, "seconds between /diagnostics messages"),
     "log_throttle": ParamSpec(2.0, "seconds: minimum interval of repeated warnings about bad input"),
@@ -158,15 +178,29 @@ class _Timing:
 
     done: float  # time.monotonic() when the outputs were published
     latency: float  # complete -> published
-    queued: float  # complete -> picked up by the worker (waiting for the previous frame)
-    decode: float  # messages -> arrays (incl. stereo matching / back-projection)
-    inference: float  # SSCPredictor.predict
+    queued: float  # complete -> picked up by the decode stage (waiting for the previous frame)
+    decode: float  # messages -> arrays -> batch (incl. stereo matching / back-projection)
+    waiting: float  # decoded -> network start (the network still busy with the previous frame)
+    inference: float  # SSCPredictor.infer (the network)
     publish: float  # arrays -> messages -> publish
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    """A frame between the pipeline's stages: its decoded input, the predictor's batch (dropped
+    after the network) and when decoding started / ended (time.monotonic())."""
+
+    decoded: DecodedFrame
+    batch: Any
+    t_start: float
+    t_decoded: float
+    t_infer: float = 0.0  # when the network started on it
 
 
 def check_parameters(p: dict[str, Any]) -> None:
     """Raise ValueError naming the first bad parameter of `p` (all of PARAMETERS)."""
     choices = {"depth_source": DEPTH_SOURCES, "input_mode": INPUT_MODES, "camera_pose_source": POSE_SOURCES,
+               "stereo_method": STEREO_CHOICES,
                "input_reliability": INPUT_RELIABILITIES, "image_transport": IMAGE_TRANSPORTS}
     for name, allowed in choices.items():
         if p[name] not in allowed:
@@ -174,6 +208,8 @@ def check_parameters(p: dict[str, Any]) -> None:
     for name in ("sync_tolerance", "diagnostics_period", "stamp_reset_threshold", "input_timeout"):
         if not p[name] > 0:
             raise ValueError(f"parameter {name}: must be > 0, got {p[name]}")
+    if not p["markers_period"] >= 0:
+        raise ValueError(f"parameter markers_period: must be >= 0, got {p['markers_period']}")
     if not p["tf_tolerance"] >= 0:
         raise ValueError(f"parameter tf_tolerance: must be >= 0, got {p['tf_tolerance']}")
     if p["stereo_num_disparities"] <= 0 or p["stereo_num_disparities"] % 16:
@@ -221,8 +257,8 @@ class SGNCore:
         self._last_log: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._worker: threading.Thread | None = None
+        self._pipeline: StagedPipeline | None = None
+        self._pipeline_drops = 0  # frames dropped by pipelines stopped before (deactivate / activate)
         self._stop = False
         self.predictor = None
         self._active = False
@@ -250,9 +286,18 @@ class SGNCore:
         p = self._p
         self._camera_to_grid = xyz_rpy_to_matrix(p["camera_to_grid"])
         self._points_to_grid = xyz_rpy_to_matrix(p["points_to_grid"])
+        from sgn_ros.data.stereo import StereoParams
+        from sgn_ros.model.predictor import select_device
+
+        stereo_method = p["stereo_method"]
+        if stereo_method == "auto":
+            stereo_method = "sgm" if select_device(p["device"] or None).type == "cuda" else "sgbm"
         self.predictor = SSCPredictor(
             p["variant"], dataset=p["dataset"], checkpoint=p["checkpoint"] or None,
-            device=p["device"] or None, fp16=p["fp16"],
+            device=p["device"] or None, fp16=p["fp16"], stereo_method=stereo_method,
+            stereo_params=StereoParams(num_disparities=int(p["stereo_num_disparities"]),
+                                       block_size=int(p["stereo_block_size"])),
+            stereo_weights=p["stereo_weights"] or None,
         )
         self.cfg = self.predictor.cfg
         self.grid = self.cfg.grid
@@ -290,7 +335,7 @@ class SGNCore:
         qos_out = make_qos(p["output_reliability"], p["output_depth"], what="output_reliability/output_depth")
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._marker_classes: set[int] = set()
-        self._marker_points = enc.MarkerPointCache(self.grid)
+        self._markers_at = -1e18  # time.monotonic() of the last MarkerArray (markers_period)
         self._stats = dict.fromkeys(
             ("frames_processed", "frames_malformed", "frames_failed", "frames_no_transform", "frames_without_pose",
              "messages_malformed"), 0)
@@ -298,9 +343,8 @@ class SGNCore:
         self._last_error = ""
         self._last_problem: dict[str, float] = {}
         if p["warm_up"]:
-            t0 = time.monotonic()
-            self._warm_up()
-            self.get_logger().info(f"warm-up prediction in {time.monotonic() - t0:.2f} s")
+            seconds = self.predictor.warmup(stereo=p["depth_source"] == "stereo")
+            self.get_logger().info(f"warm-up prediction in {seconds:.2f} s")
         # outputs last: a subscriber that sees them may rely on the node being ready
         self._pub_points = self.create_publisher(PointCloud2, p["output_points_topic"], qos_out)
         self._pub_markers = self.create_publisher(MarkerArray, p["output_markers_topic"], qos_out)
@@ -328,30 +372,18 @@ class SGNCore:
         keys = ["image", *self._required] + (["odom"] if self._temporal else [])
         return {k: table[k] for k in keys}
 
-    def _warm_up(self) -> None:
-        """One prediction on dummy input: the first real frame does not pay for lazy set-up
-        (allocator, kernels, spconv tables)."""
-        h, w = (int(v) for v in self.cfg.data.image_size)
-        K = np.array([[float(w), 0.0, w / 2.0], [0.0, float(w), h / 2.0], [0.0, 0.0, 1.0]])
-        rng = np.random.default_rng(0)
-        lo, hi = np.asarray(self.grid.origin), np.asarray(self.grid.upper)
-        points = (lo + rng.random((2000, 3)) * (hi - lo)).astype(np.float32)
-        image = np.zeros((h, w, 3), np.uint8)
-        l2c = invert_transform(self._camera_to_grid)
-        self.predictor.predict(image, K, l2c, points=points if self.cfg.model.guidance else None)
-
     # ------------------------------------------------------------------ activate
     def _activate(self) -> None:
         """Subscribe the inputs (QoS matched to the publishers with input_reliability auto) and
-        start the worker and the timers."""
+        start the pipeline and the timers."""
         self._stop = False
         callbacks = {k: (lambda m, k=k: self._on_message(k, m)) for k in self._inputs}
         callbacks["odom"] = self._on_odom
         self._inputs_subs = InputSubscriptions(self, self._inputs, callbacks, self._p["input_reliability"],
                                                self._p["input_depth"], self._warn)
         self._inputs_subs.refresh()
-        self._worker = threading.Thread(target=self._work, name="sgn_inference", daemon=True)
-        self._worker.start()
+        self._pipeline = node_pipeline(self._decode_stage, self._infer_stage, self._publish_stage,
+                                       self._on_stage_error).start()
         self._timers = [
             self.create_timer(float(self._p["diagnostics_period"]), self._publish_diagnostics),
             self.create_timer(0.5, self._watch_inputs),
@@ -359,25 +391,28 @@ class SGNCore:
         self._active = True
         p = self._p
         self.get_logger().info(
-            f"sgn_node ready: {self.cfg.name} on {self.predictor.device}, depth from {p['depth_source']}, "
+            f"sgn_node ready: {self.cfg.name} on {self.predictor.device}, depth from {p['depth_source']}"
+            + (f" ({self.predictor.stereo.method})" if p["depth_source"] == "stereo" else "") + ", "
             f"inputs {[t for _, t in self._inputs.values()]} (QoS {p['input_reliability']}), "
             f"camera pose from {p['camera_pose_source']}, outputs in frame {p['grid_frame'] or '<image frame>'}"
         )
 
     def _deactivate(self) -> None:
-        """Unsubscribe and stop the worker (it finishes the frame in progress)."""
+        """Unsubscribe and stop the pipeline within STOP_TIMEOUT_S (a stage busy in a long call, e.g.
+        a network forward, is abandoned: it ends with that call and its result is discarded)."""
         self._active = False
         for timer in self._timers:
             self.destroy_timer(timer)
         self._timers = []
         if self._inputs_subs is not None:
             self._inputs_subs.close()
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        if self._worker is not None and self._worker.is_alive() and threading.current_thread() is not self._worker:
-            self._worker.join(timeout=60.0)
-        self._worker = None
+        self._stop = True
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            abandoned = pipeline.stop(timeout=STOP_TIMEOUT_S)
+            self._pipeline_drops += _drops(pipeline.key_values())
+            if abandoned:
+                self.get_logger().info(f"stopped; stage(s) {abandoned} still busy were abandoned")
 
     def _cleanup(self) -> None:
         """Release the model, TF and the publishers (configure can run again)."""
@@ -415,8 +450,20 @@ class SGNCore:
             self._count("messages_malformed", f"{self._inputs[key][1]}: unreadable header stamp ({e}); skipped")
             return
         if self._assembler.add(key, stamp, msg) is not None:
-            with self._cond:
-                self._cond.notify()
+            self._submit()
+
+    def _submit(self) -> None:
+        """Hand the newest complete frame to the pipeline (never blocks: it replaces a frame the
+        decode stage has not started, counted as dropped there)."""
+        pipeline = self._pipeline
+        if pipeline is None or self._stop:
+            return  # not active: the frame stays with the assembler (dropped when a newer one comes)
+        item = self._assembler.take()
+        if item is not None:
+            try:
+                pipeline.submit(item)
+            except RuntimeError:  # stopped in between (deactivate)
+                pass
 
     def _on_odom(self, msg: Odometry) -> None:
         try:
@@ -440,46 +487,52 @@ class SGNCore:
         """Pose of the grid frame in odom_frame at `stamp_ns` (TF); raises TransformError."""
         return self._frames.lookup(self._p["odom_frame"], self._p["grid_frame"], stamp_ns)
 
-    # ------------------------------------------------------------------ worker thread
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stop and not self._assembler.has_pending():
-                    self._cond.wait(0.5)
-                if self._stop:
-                    return
-            item = self._assembler.take()
-            if item is not None:
-                self.process(item)
-
-    def process(self, item: tuple[AssembledFrame, list[Neighbour]]) -> None:
-        """decode -> infer -> publish one frame; every outcome is counted, nothing escapes."""
-        frame = item[0]
+    # ------------------------------------------------------------------ pipeline stages
+    def _decode_stage(self, item: tuple[AssembledFrame, list[Neighbour]]) -> _InFlight:
+        """Stage 1: messages -> `DecodedFrame` -> the predictor's batch (fitting, points, crop,
+        projection tables), so that the network stage runs the network only."""
         t_start = time.monotonic()
-        try:
-            decoded = self.decode(item)
-            t_decoded = time.monotonic()
-            prediction = self.infer(decoded)
-            t_inferred = time.monotonic()
-            self.publish(prediction, frame, decoded)
-        except FrameSkipped as e:
-            self._count(f"frames_{e.kind}", f"frame {frame.stamp_ns / 1e9:.3f}: {e}; skipped")
-            return
-        except Exception as e:  # noqa: BLE001 - the node must survive anything a frame does
-            if self._stop or not self.context.ok():  # shutting down: publishing may fail, that is fine
-                return
-            if isinstance(e, ValueError):  # what the decoders and the predictor say about bad input
-                self._count("frames_malformed", f"frame {frame.stamp_ns / 1e9:.3f}: {e}; skipped")
-            else:  # anything else (e.g. out of GPU memory): reported, and the node carries on
-                self._count("frames_failed", f"frame {frame.stamp_ns / 1e9:.3f}: {type(e).__name__}: {e}")
-            return
+        if self._temporal:  # neighbours as of now: odometry may arrive just after the frame's last message
+            item = (item[0], self._assembler.neighbours(item[0]))
+        decoded = self.decode(item)
+        batch = self.prepare(decoded)
+        return _InFlight(decoded, batch, t_start, time.monotonic())
+
+    def _infer_stage(self, work: _InFlight) -> tuple[Any, _InFlight, float]:
+        """Stage 2: the network on the prepared batch."""
+        t_begin = time.monotonic()
+        prediction = self.predictor.infer(work.batch)
+        return prediction, replace(work, batch=None, t_infer=t_begin), time.monotonic()
+
+    def _publish_stage(self, result: tuple[Any, _InFlight, float],
+                       item: tuple[AssembledFrame, list[Neighbour]]) -> None:
+        """Stage 3: encode the subscribed outputs to CDR bytes and publish; count and time the frame."""
+        prediction, work, t_inferred = result
+        frame = item[0]
+        self.publish(prediction, frame, work.decoded)
         done = time.monotonic()
         with self._lock:
             self._stats["frames_processed"] += 1
             self._window.append(_Timing(
-                done=done, latency=done - frame.complete_time, queued=t_start - frame.complete_time,
-                decode=t_decoded - t_start, inference=t_inferred - t_decoded, publish=done - t_inferred,
+                done=done, latency=done - frame.complete_time, queued=work.t_start - frame.complete_time,
+                decode=work.t_decoded - work.t_start, waiting=work.t_infer - work.t_decoded,
+                inference=t_inferred - work.t_infer,
+                publish=done - t_inferred,
             ))
+
+    def _on_stage_error(self, stage: str, e: BaseException, item: Any) -> None:
+        """A frame's failure at any stage: counted by kind, logged (throttled); the node carries on."""
+        if self._stop or not self.context.ok():  # shutting down: publishing may fail, that is fine
+            return
+        # decode gets the assembler's (frame, neighbours); later stages ((frame, neighbours), result)
+        frame = item[0][0] if isinstance(item[0], tuple) else item[0]
+        where = f"frame {frame.stamp_ns / 1e9:.3f}"
+        if isinstance(e, FrameSkipped):
+            self._count(f"frames_{e.kind}", f"{where}: {e}; skipped")
+        elif isinstance(e, ValueError):  # what the decoders and the predictor say about bad input
+            self._count("frames_malformed", f"{where}: {e}; skipped")
+        else:  # anything else (e.g. out of GPU memory): reported, and the node carries on
+            self._count("frames_failed", f"{where}: {stage}: {type(e).__name__}: {e}")
 
     # ------------------------------------------------------------------ decode
     def _decode_one(self, frame: AssembledFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]:
@@ -511,15 +564,13 @@ class SGNCore:
             to_grid, _ = self._frames.to_grid(str(cloud.header.frame_id), frame.stamp_ns, self._points_to_grid,
                                               "points", "points_to_grid")
             points = apply_transform(to_grid, dec.pointcloud2_to_xyz(cloud))
-        elif source == "stereo":
-            from sgn_ros.data.stereo import StereoParams, disparity_sgbm, disparity_to_depth
-
+        elif source == "stereo":  # matched by the predictor's stereo_method, on its device
             right = self._image(msgs["right_image"], "right_image")
             if right.shape != rgb.shape:
-                raise ValueError(f"stereo: right image {right.shape} and left image {rgb.shape} differ in size")
-            baseline = dec.camera_info_baseline(info, msgs["right_info"])
-            sp = StereoParams(num_disparities=int(p["stereo_num_disparities"]), block_size=int(p["stereo_block_size"]))
-            depth = disparity_to_depth(disparity_sgbm(rgb, right, sp), baseline, float(K[0, 0]))
+                raise ValueError(f"{topics['right_image'][1]}: right image {right.shape} and left image "
+                                 f"{rgb.shape} differ in size")
+            baseline = dec.camera_info_baseline(info, msgs["right_info"])  # from the two P's
+            depth = self.predictor.stereo_depth(rgb, K, StereoPair(right, baseline))
         else:
             depth = dec.depth_image_to_metres(msgs["depth"])
             if depth.shape != rgb.shape[:2]:
@@ -575,43 +626,51 @@ class SGNCore:
                             str(frame.messages["image"].header.frame_id), grid_to_cam)
 
     # ------------------------------------------------------------------ infer / publish
-    def infer(self, decoded: DecodedFrame) -> Any:
-        """`SSCPredictor.predict` on a decoded frame."""
+    def prepare(self, decoded: DecodedFrame) -> Any:
+        """`SSCPredictor.prepare_batch` of a decoded frame (the input of `infer`)."""
         mode = self._p["input_mode"]
         if len(decoded.images) == 1:
-            return self.predictor.predict(decoded.images[0], decoded.intrinsics[0], decoded.lidar_to_cam[0],
-                                          points=decoded.points, mode=mode)
-        return self.predictor.predict(decoded.images, decoded.intrinsics, decoded.lidar_to_cam,
-                                      points=decoded.points, mode=mode)
+            return self.predictor.prepare_batch(decoded.images[0], decoded.intrinsics[0], decoded.lidar_to_cam[0],
+                                                points=decoded.points, mode=mode)
+        return self.predictor.prepare_batch(decoded.images, decoded.intrinsics, decoded.lidar_to_cam,
+                                            points=decoded.points, mode=mode)
+
+    def infer(self, decoded: DecodedFrame) -> Any:
+        """`SSCPredictor` on a decoded frame, in one call (`prepare` then the network)."""
+        return self.predictor.infer(self.prepare(decoded))
 
     def publish(self, prediction: Any, frame: AssembledFrame, decoded: DecodedFrame | None = None) -> None:
-        """Publish one `SSCPrediction` on the enabled outputs, stamped with the image's stamp, in
-        grid_frame (or, with grid_frame empty, in the image's frame)."""
+        """Publish one `SSCPrediction` on the enabled, subscribed outputs as serialized bytes
+        (`encode_outputs`: one voxel selection for points and markers), stamped with the image's
+        stamp, in grid_frame (or, with grid_frame empty, in the image's frame)."""
         p = self._p
         image_header = frame.messages["image"].header
-        header = Header()
-        header.stamp = image_header.stamp
+        stamp = (int(image_header.stamp.sec), int(image_header.stamp.nanosec))
         if p["grid_frame"]:
-            header.frame_id = p["grid_frame"]
+            frame_id = p["grid_frame"]
             prediction = replace(prediction, grid_to_frame=None)
         else:
-            header.frame_id = image_header.frame_id
+            frame_id = str(image_header.frame_id)
             g2c = decoded.grid_to_camera if decoded is not None else invert_transform(self._camera_to_grid)
             prediction = replace(prediction, grid_to_frame=g2c)
         options = enc.OutputOptions(
             colors_rgb=self.colors_rgb, class_names=self.class_names,
             threshold=float(p["confidence_threshold"]), include_confidence=bool(p["publish_confidence"]),
         )
-        # outputs nobody subscribes to are not built (MarkerArray costs ~4 us per occupied voxel)
-        if p["publish_points"] and self._pub_points.get_subscription_count() > 0:
-            self._pub_points.publish(enc.prediction_to_pointcloud2(prediction, options, header))
-        if p["publish_markers"] and self._pub_markers.get_subscription_count() > 0:
-            markers, self._marker_classes = enc.prediction_to_marker_array(
-                prediction, options, header, self._marker_classes, cache=self._marker_points
-            )
-            self._pub_markers.publish(markers)
-        if p["publish_grid"] and self._pub_grid.get_subscription_count() > 0:
-            self._pub_grid.publish(enc.prediction_to_voxel_grid(prediction, options, header))
+        # outputs nobody subscribes to are not built; markers at most every markers_period seconds
+        pubs = {"points": self._pub_points, "markers": self._pub_markers, "grid": self._pub_grid}
+        want = {k for k, pub in pubs.items() if p[f"publish_{k}"] and pub.get_subscription_count() > 0}
+        now = time.monotonic()
+        if "markers" in want and now - self._markers_at < float(p["markers_period"]):
+            want.discard("markers")
+        if not want:
+            return
+        out, self._marker_classes = enc.encode_outputs(prediction, options, stamp, frame_id, want,
+                                                       previous_classes=self._marker_classes)
+        if "markers" in out:
+            self._markers_at = now
+        for kind, data in out.items():
+            pubs[kind].publish(data)
 
     # ------------------------------------------------------------------ missing inputs
     def _stale_inputs(self) -> list[str]:
@@ -637,7 +696,14 @@ class SGNCore:
         now = time.monotonic()
         period = float(self._p["diagnostics_period"])
         counts = self._assembler.counts()
-        frames = self._assembler.frame_counts()
+        frames = dict(self._assembler.frame_counts())
+        pipeline = self._pipeline
+        stage_values = pipeline.key_values() if pipeline is not None else {}
+        # a frame superseded inside the pipeline is dropped there, not taken (counters add up:
+        # complete = taken + dropped, taken = processed + skipped + in flight)
+        dropped = self._pipeline_drops + _drops(stage_values)
+        frames["taken"] -= dropped
+        frames["dropped"] += dropped
         with self._lock:
             stats = dict(self._stats)
             recent = [w for w in self._window if now - w.done <= max(5.0, 5 * period)]
@@ -646,7 +712,7 @@ class SGNCore:
         span = (recent[-1].done - recent[0].done) if len(recent) > 1 else 0.0
         rate = (len(recent) - 1) / span if span > 0 else 0.0
         ms = {k: np.array([getattr(w, k) for w in recent]) * 1000.0
-              for k in ("latency", "queued", "decode", "inference", "publish")}
+              for k in ("latency", "queued", "decode", "waiting", "inference", "publish")}
         level, message = DiagnosticStatus.OK, "running"
         stale = self._stale_inputs()
         if stale:
@@ -680,6 +746,7 @@ class SGNCore:
             "latency_ms_max": f"{ms['latency'].max():.1f}" if recent else "nan",
             "tf_backend": self._frames.backend,
             "last_error": last_error,
+            **stage_values,
         })
         status = DiagnosticStatus(level=level, name="sgn_node: semantic scene completion", message=message,
                                   hardware_id=str(self.predictor.device))
@@ -763,6 +830,11 @@ class SGNLifecycleNode(SGNCore, LifecycleNode):
 
 
 
+
+
+def _drops(stage_values: dict[str, str]) -> int:
+    """Frames dropped at any stage of a node pipeline, from its key-values."""
+    return sum(int(stage_values.get(f"stage.{n}.dropped", 0)) for n in NODE_STAGES)
 
 
 def _concatenate(clouds: list[Any]) -> Any:
