@@ -342,8 +342,8 @@ def test_outputs_match_predictor(points_node, tiny) -> None:
     image, points = _scene(1, grid)
     stamp = (STAMP0 + 1) * 1_000_000_000
     _wait_answer(node, h, stamp, lambda: _publish_frame(h, stamp, image, points))
-    # mode: the node's input_mode default (the predictor's own default is auto)
-    pred = predictor.predict(image, K_CAM, np.linalg.inv(_camera_to_grid()), points=points, mode="crop")
+    # the node's input_mode default, auto, is the predictor's: a KITTI-like size is cropped
+    pred = predictor.predict(image, K_CAM, np.linalg.inv(_camera_to_grid()), points=points)
     _check_outputs(h, stamp, pred, grid, load_label_set("semantickitti").colors_rgb)
 
 
@@ -464,8 +464,7 @@ def test_fuzzed_input_then_good_frame(points_node, tiny) -> None:
     assert node.proc.poll() is None, node.log()
     stamp = base + 5 * 1_000_000_000
     _wait_answer(node, h, stamp, lambda: _publish_frame(h, stamp, good_image, good_points))
-    pred = tiny["predictor"].predict(good_image, K_CAM, np.linalg.inv(_camera_to_grid()), points=good_points,
-                                     mode="crop")
+    pred = tiny["predictor"].predict(good_image, K_CAM, np.linalg.inv(_camera_to_grid()), points=good_points)
     got, _, _, _ = conv.voxel_grid_to_arrays(h.received["grid"][stamp])
     np.testing.assert_array_equal(got, pred.labels)
     # diagnostics saw the problems and the node said so in its log (throttled)
@@ -545,6 +544,31 @@ def test_best_effort_and_reliable_publishers_with_default_qos(points_node, tiny)
     _wait_answer(node, h, stamp2, lambda: _publish_frame(h, stamp2, image, points))
 
 
+def test_frame_without_usable_depth_is_skipped_and_counted(points_node, tiny) -> None:
+    """A point cloud with almost nothing in the grid gives no depth-guided frame: the node counts it
+    as frames_no_depth, logs "no usable depth" naming the points topic, publishes nothing for it and
+    answers the next good frame."""
+    node, h = points_node
+    image, points = _scene(21, tiny["grid"])
+    seen = len(node.log())
+    base = (STAMP0 + 400) * 1_000_000_000
+
+    def counted() -> bool:
+        return bool(h.diagnostics) and int(_diag(h.diagnostics[-1]).get("frames_no_depth", 0)) > 0
+
+    for i in range(20):  # repeated until discovery is done
+        stamp = base + i * 100_000_000
+        _publish_frame(h, stamp, image, points[:3])
+        if h.spin_until(counted, 1.0):
+            break
+    assert counted(), node.log()[seen:]
+    log = node.log()[seen:]
+    assert "no usable depth" in log and "points" in log
+    assert not h.complete(stamp)
+    good = base + 50 * 100_000_000
+    _wait_answer(node, h, good, lambda: _publish_frame(h, good, image, points))
+
+
 def test_diagnostics_counters_add_up(points_node, tiny) -> None:
     """Every received message is counted: per input received == matched + dropped + pending, frames
     taken == processed + skipped; N slow complete frames raise received and matched by N."""
@@ -567,7 +591,8 @@ def test_diagnostics_counters_add_up(points_node, tiny) -> None:
         assert received - int(before[f"{key}.received"]) == n
         assert int(after[f"{key}.matched"]) - int(before[f"{key}.matched"]) == n
     assert int(after["frames_complete"]) == int(after["frames_taken"]) + int(after["frames_dropped"])
-    skipped = sum(int(after[k]) for k in ("frames_malformed", "frames_failed", "frames_no_transform"))
+    skipped = sum(int(after[k]) for k in ("frames_malformed", "frames_failed", "frames_no_transform",
+                                          "frames_no_depth"))
     assert int(after["frames_taken"]) == int(after["frames_processed"]) + skipped
     assert int(after["frames_processed"]) - int(before["frames_processed"]) == n
 
@@ -657,7 +682,7 @@ def test_depth_sources(source, ros_env, tiny, tmp_path) -> None:
                                                                                       rel=0.1)
         _wait_answer(node, h, stamp, make)
         pred = tiny["predictor"].predict(left, K_CAM, np.linalg.inv(_camera_to_grid()),
-                                         depth=np.where(depth > 0, depth, 0.0).astype(np.float32), mode="crop")
+                                         depth=np.where(depth > 0, depth, 0.0).astype(np.float32))
         got, _, _, _ = conv.voxel_grid_to_arrays(h.received["grid"][stamp])
         np.testing.assert_array_equal(got, pred.labels)
     finally:
@@ -816,8 +841,8 @@ def test_temporal_frames_use_odometry(ros_env, tiny, tmp_path) -> None:
             l2c.append(g2c @ cur_to_past)
             # every frame's points move into the current grid frame, cropped there once (as the datasets)
             clouds.append(apply_transform(invert_transform(cur_to_past), scenes[past][1]))
-        pred = predictor.predict([im[: NET_HW[0], : NET_HW[1]] for im in images], [K_CAM] * 3, l2c,
-                                 points=np.concatenate(clouds))
+        # the camera images as the node got them: both fit them by input_mode auto
+        pred = predictor.predict(images, [K_CAM] * 3, l2c, points=np.concatenate(clouds))
         got, _, _, _ = conv.voxel_grid_to_arrays(h.received["grid"][stamps[2]])
         np.testing.assert_array_equal(got, pred.labels)
         # without the history the answer differs (the earlier frames really are used)

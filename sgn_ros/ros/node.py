@@ -41,6 +41,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from sgn_ros.geometry import apply_transform, invert_transform, xyz_rpy_to_matrix
+from sgn_ros.geometry.camera import FIT_MODES
 from sgn_ros.ros import decoders as dec
 from sgn_ros.ros import encoders as enc
 from sgn_ros.ros.assembler import AssembledFrame, FrameAssembler, Neighbour
@@ -55,7 +56,8 @@ DEPTH_SOURCES = ("stereo", "depth_image", "points")
 STEREO_CHOICES = ("auto", "sgbm", "sgm", "msnet3d")
 #: seconds the pipeline may take to stop (deactivate / shutdown); a stage still busy is abandoned
 STOP_TIMEOUT_S = 3.0
-INPUT_MODES = ("crop", "resize")
+INPUT_MODES = FIT_MODES  # auto | crop | fit | resize (sgn_ros.geometry.fit_image)
+RECTIFIED_CHOICES = ("auto", "true", "false")
 INPUT_RELIABILITIES = ("auto", "reliable", "best_effort")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 
@@ -93,7 +95,25 @@ PARAMETERS: dict[str, ParamSpec] = {
     "fp16": ParamSpec(False, "float16 autocast inference (CUDA only)"),
     "warm_up": ParamSpec(True, "run one prediction on dummy input before saying 'ready' (first frame not slow)"),
     "depth_source": ParamSpec("stereo", "geometry input: stereo (right image + info) | depth_image | points"),
-    "input_mode": ParamSpec("crop", "fit images to the network input: crop (top-left, K kept) | resize (K scaled)"),
+    "input_mode": ParamSpec(
+        "auto",
+        "fit images to the network input: auto (KITTI-size: the reference's top-left crop; any other camera: "
+        "fit) | crop (top-left, K kept) | fit (uniform scale to the training focal length, horizon-keeping cut, "
+        "K adjusted) | resize (uneven stretch, K scaled)",
+    ),
+    "camera_rectified": ParamSpec(
+        "auto",
+        "auto (CameraInfo d all zero: images are undistorted, projected by P and R; non-zero d: refused) | "
+        "true (the image topic is rectified: P and R, whatever d says; KITTI sync bags) | false (raw "
+        "undistorted images: k)",
+    ),
+    "min_valid_depth_share": ParamSpec(
+        0.01, "least share of depth pixels giving points in the grid (points: 100 in the grid); fewer: frame "
+        "skipped as 'no usable depth'"
+    ),
+    "allow_image_only": ParamSpec(
+        False, "run frames without usable depth anyway (image-only prediction) instead of skipping them"
+    ),
     "image_topic": ParamSpec("image", "left (reference) camera image, any raw encoding"),
     "image_transport": ParamSpec(
         "raw", "raw (sensor_msgs/Image) | compressed (sensor_msgs/CompressedImage on <image topic>/compressed)"
@@ -199,8 +219,8 @@ class _InFlight:
 
 def check_parameters(p: dict[str, Any]) -> None:
     """Raise ValueError naming the first bad parameter of `p` (all of PARAMETERS)."""
-    choices = {"depth_source": DEPTH_SOURCES, "input_mode": INPUT_MODES, "camera_pose_source": POSE_SOURCES,
-               "stereo_method": STEREO_CHOICES,
+    choices = {"depth_source": DEPTH_SOURCES, "input_mode": INPUT_MODES, "camera_rectified": RECTIFIED_CHOICES,
+               "camera_pose_source": POSE_SOURCES, "stereo_method": STEREO_CHOICES,
                "input_reliability": INPUT_RELIABILITIES, "image_transport": IMAGE_TRANSPORTS}
     for name, allowed in choices.items():
         if p[name] not in allowed:
@@ -298,6 +318,7 @@ class SGNCore:
             stereo_params=StereoParams(num_disparities=int(p["stereo_num_disparities"]),
                                        block_size=int(p["stereo_block_size"])),
             stereo_weights=p["stereo_weights"] or None,
+            min_valid_depth_share=float(p["min_valid_depth_share"]), allow_image_only=bool(p["allow_image_only"]),
         )
         self.cfg = self.predictor.cfg
         self.grid = self.cfg.grid
@@ -309,6 +330,7 @@ class SGNCore:
         elif source.startswith("bundled:"):
             _warning(self.get_logger())(f"no checkpoint given: using the {source}")
         self._temporal = tuple(int(t) for t in self.cfg.data.temporal)
+        self._view_checked: set[Any] = set()  # camera geometries whose view of the grid was checked
 
         # ---- TF: sensor poses in the grid frame, and the grid frame in the tree --------------------
         self._frames = GridFrames(
@@ -337,7 +359,8 @@ class SGNCore:
         self._marker_classes: set[int] = set()
         self._markers_at = -1e18  # time.monotonic() of the last MarkerArray (markers_period)
         self._stats = dict.fromkeys(
-            ("frames_processed", "frames_malformed", "frames_failed", "frames_no_transform", "frames_without_pose",
+            ("frames_processed", "frames_malformed", "frames_failed", "frames_no_transform", "frames_no_depth",
+             "frames_without_pose",
              "messages_malformed"), 0)
         self._window: deque[_Timing] = deque(maxlen=256)
         self._last_error = ""
@@ -493,10 +516,20 @@ class SGNCore:
         projection tables), so that the network stage runs the network only."""
         t_start = time.monotonic()
         if self._temporal:  # neighbours as of now: odometry may arrive just after the frame's last message
+            self._await_pose(item[0])
             item = (item[0], self._assembler.neighbours(item[0]))
         decoded = self.decode(item)
         batch = self.prepare(decoded)
         return _InFlight(decoded, batch, t_start, time.monotonic())
+
+    def _await_pose(self, frame: AssembledFrame) -> None:
+        """Give the frame's odometry up to a short grace period: the image can complete a frame a
+        few ms before the Odometry of the same stamp arrives on its own topic, and a frame taken
+        without its pose would have the current image stand in for every past frame. This runs on
+        the decode stage's thread, never on a callback."""
+        deadline = time.monotonic() + max(0.1, 5.0 * float(self._p["sync_tolerance"]))
+        while self._assembler.pose(frame) is None and time.monotonic() < deadline and not self._stop:
+            time.sleep(0.002)
 
     def _infer_stage(self, work: _InFlight) -> tuple[Any, _InFlight, float]:
         """Stage 2: the network on the prepared batch."""
@@ -529,6 +562,8 @@ class SGNCore:
         where = f"frame {frame.stamp_ns / 1e9:.3f}"
         if isinstance(e, FrameSkipped):
             self._count(f"frames_{e.kind}", f"{where}: {e}; skipped")
+        elif isinstance(e, ValueError) and str(e).startswith("no usable depth"):
+            self._count("frames_no_depth", f"{where}: {self._depth_topic()}: {e}; skipped")
         elif isinstance(e, ValueError):  # what the decoders and the predictor say about bad input
             self._count("frames_malformed", f"{where}: {e}; skipped")
         else:  # anything else (e.g. out of GPU memory): reported, and the node carries on
@@ -546,14 +581,21 @@ class SGNCore:
         p, msgs, topics = self._p, frame.messages, self._inputs
         image_msg, info = msgs["image"], msgs["info"]
         rgb = self._image(image_msg, "image")
-        K = dec.camera_info_to_K(info)
+        rectified = {"auto": None, "true": True, "false": False}[p["camera_rectified"]]
+        camera = dec.camera_info_model(info, rectified=rectified, topic=topics["info"][1])
+        K = camera.K
         if (int(info.height), int(info.width)) != rgb.shape[:2]:
             raise ValueError(f"{topics['info'][1]}: CameraInfo is {info.width}x{info.height}, "
                              f"image is {rgb.shape[1]}x{rgb.shape[0]}")
         camera_frame = str(image_msg.header.frame_id)
         cam_to_grid, from_tf = self._frames.to_grid(camera_frame, frame.stamp_ns, self._camera_to_grid, "camera",
                                                     "camera_to_grid")
+        if not np.array_equal(camera.R, np.eye(3)):  # rectified images: the frame K projects from is R @ camera
+            rect_to_cam = np.eye(4)
+            rect_to_cam[:3, :3] = camera.R.T
+            cam_to_grid = cam_to_grid @ rect_to_cam
         grid_to_cam = invert_transform(cam_to_grid)
+        self._check_view(rgb.shape[:2], K, grid_to_cam, camera_frame)
         # image features: the reference's projection (see reference_projection); the depth
         # back-projection below: the true pose. A parameter pose is used for both, as given.
         projection = reference_projection(grid_to_cam, info.p) if from_tf else grid_to_cam
@@ -579,6 +621,29 @@ class SGNCore:
         pts = self.predictor.camera_points(cam_to_grid, K, depth=depth, points=points)
         frame.cache["decoded"] = (rgb, K, grid_to_cam, projection, pts)
         return frame.cache["decoded"]
+
+    def _depth_topic(self) -> str:
+        """The topic(s) the depth of a frame comes from, for log lines."""
+        keys = {"points": ("points",), "stereo": ("right_image", "right_info"), "depth_image": ("depth",)}
+        return ", ".join(self._inputs[k][1] for k in keys[self._p["depth_source"]] if k in self._inputs)
+
+    def _check_view(self, image_hw: tuple[int, int], K: np.ndarray, grid_to_cam: np.ndarray, camera: str) -> None:
+        """Warn (once per camera geometry) when the grid lies mostly outside the camera's view: a
+        wrong grid pose or camera_to_grid, a camera pitched away, or a narrow lens."""
+        from sgn_ros.model.predictor import LOW_VIEW_COVERAGE
+
+        key = (image_hw, np.round(K, 3).tobytes(), np.round(grid_to_cam, 3).tobytes())
+        if key in self._view_checked:
+            return
+        self._view_checked.add(key)
+        share = self.predictor.view_coverage(image_hw, K, grid_to_cam, self._p["input_mode"])
+        text = (f"camera '{camera}' ({image_hw[1]}x{image_hw[0]}) sees {100 * share:.0f} % of the grid "
+                f"'{self._p['grid_frame'] or camera}'")
+        if share < LOW_VIEW_COVERAGE:
+            self._warn(f"{text}: the grid lies mostly outside the camera's view; check the grid pose "
+                       "(grid_parent_frame / grid_pose, camera_to_grid) - README 'Any camera'", "view")
+        else:
+            self.get_logger().info(text)
 
     def _image(self, msg: Any, key: str) -> np.ndarray:
         try:
