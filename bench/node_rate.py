@@ -104,6 +104,8 @@ class Replay:
                   "depth": (Image, "depth"), "points": (PointCloud2, "points")}
         self.pub = {k: self.node.create_publisher(t, topic, qos) for k, (t, topic) in topics.items()}
         self.arrivals: dict[str, dict[int, float]] = {k: {} for k in OUTPUTS}
+        self.voxels: list[int] = []  # occupied voxels per frame (PointCloud2 width)
+        self.bytes: dict[str, int] = {}  # the last message's size per output
         self.diagnostics: dict[str, str] = {}  # the last report
         self.timed: list[dict[str, str]] = []  # reports holding stage times (each covers recent frames only)
         self.timed_at: list[float] = []  # when each of them arrived
@@ -125,6 +127,11 @@ class Replay:
             off = 8
         sec, nanosec = struct.unpack_from("<iI", raw, off)
         self.arrivals[key].setdefault(sec * 1_000_000_000 + nanosec, now)
+        if key == "points":  # header.frame_id (uint32 length + bytes), padding to 4, height, width
+            end = 16 + struct.unpack_from("<I", raw, 12)[0]
+            end += -end % 4
+            self.voxels.append(struct.unpack_from("<I", raw, end + 4)[0])
+        self.bytes[key] = len(raw)
 
     def _diag(self, msg) -> None:
         for status in msg.status:
@@ -244,13 +251,14 @@ def stage_rows(diag: dict[str, str]) -> list[tuple[str, str, str, str]]:
             for p in ("queued", "decode", "inference", "publish") if f"{p}_ms_mean" in diag]
 
 
-def work_ms(diag: dict[str, str], depth_source: str) -> tuple[float, float, str]:
-    """(network ms, depth ms, how they were read) from /diagnostics."""
+def work_ms(diag: dict[str, str], depth_source: str, stat: str = "p50_ms") -> tuple[float, float, str]:
+    """(network ms, depth ms, how they were read) from /diagnostics: the stages' `stat`
+    (p50_ms over recent frames, or last_ms: the latest frame alone)."""
     stage = {k.split(".")[1] for k in diag if k.startswith("stage.")}
-    net_key = next((f"stage.{n}.p50_ms" for n in ("infer", "inference", "network") if n in stage), None)
-    depth_key = next((f"stage.{n}.p50_ms" for n in ("depth", "stereo") if n in stage), None)
+    net_key = next((f"stage.{n}.{stat}" for n in ("infer", "inference", "network") if n in stage), None)
+    depth_key = next((f"stage.{n}.{stat}" for n in ("depth", "stereo") if n in stage), None)
     if depth_key is None and depth_source == "stereo" and "decode" in stage:
-        depth_key = "stage.decode.p50_ms"  # sgn_node matches the pair in its decode stage (predictor.stereo_depth)
+        depth_key = f"stage.decode.{stat}"  # sgn_node matches the pair in its decode stage (predictor.stereo_depth)
     if net_key is not None:
         net = _f(diag, net_key)
         depth = _f(diag, depth_key) if depth_key else 0.0
@@ -305,7 +313,12 @@ def main() -> int:
 
     env = ros_environment()
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
-                                           "FASTDDS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS")})
+                                           "FASTDDS_DEFAULT_PROFILES_FILE") if k in env})
+    # this process stands for the outputs' consumer and the camera driver: the node's allocator
+    # set-up here too (sgn_ros.allocator; SGN_ROS_KEEP_HEAP=0 to compare)
+    from sgn_ros.allocator import keep_heap
+
+    heap = keep_heap()
     os.environ.pop("ROS_LOCALHOST_ONLY", None)
     log_path = Path(tmp.name) / "sgn_node.log"
     replay = Replay(int(env["ROS_DOMAIN_ID"]))
@@ -360,13 +373,15 @@ def main() -> int:
     diag = replay.diagnostics
     timed = merged_times(replay.timed) if replay.timed else diag
     net, depth, how = work_ms(timed, args.depth_source)
-    # per frame: the first report after its outputs arrived (at rates below ~0.2 Hz its window
-    # holds that frame alone, so the stage times are that frame's); overhead p50 over frames
+    # per frame: the first report after its outputs arrived; its `last_ms` stage times are that
+    # frame's own when the node finished no later frame meanwhile (a slow replay: each frame is
+    # answered before the next is sent), else the p50 over recent frames; overhead p50 over frames
     per_frame = []
     for s_, t_done in answered.items():
         after = [r for r, t in zip(replay.timed, replay.timed_at) if t > t_done]
         if after:
-            n_, d_, _ = work_ms(after[0], args.depth_source)
+            own = args.rate * (max(lat) / 1000.0 if lat else 1.0) < 1.0 and "stage.infer.last_ms" in after[0]
+            n_, d_, _ = work_ms(after[0], args.depth_source, "last_ms" if own else "p50_ms")
             per_frame.append(1000.0 * (t_done - sent[s_]) - n_ - d_)
     overhead = _pct(per_frame, 50) if per_frame else _pct(lat, 50) - net - depth
 
@@ -374,7 +389,11 @@ def main() -> int:
           f"device {args.device}, depth_source {args.depth_source}"
           + (f", stereo_method {args.stereo_method}" if args.stereo_method else "")
           + f"; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; warm-up answered after {warm_s:.1f} s; "
-          f"node exit code {code}\n")
+          f"node exit code {code}; Fast DDS profile {os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE', 'none')}; "
+          f"heap kept: {heap}\n")
+    if replay.voxels:
+        print(f"occupied voxels per frame p50 {int(np.median(replay.voxels))}; message sizes MB: "
+              + ", ".join(f"{k} {v / 1e6:.2f}" for k, v in replay.bytes.items()) + "\n")
     print("| frames sent | answered (all 3 outputs) | output rate Hz | latency p50 ms | latency p95 ms | "
           "node frames_dropped | node frames_processed |")
     print("|---:|---:|---:|---:|---:|---:|---:|")

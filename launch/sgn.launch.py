@@ -92,23 +92,26 @@ def _actions(context: LaunchContext) -> list:
     actions += [LogInfo(msg=f"WARNING sgn_ros: {text}") for text in plan.warnings]
     node = Node(package=PACKAGE, executable="sgn_node", name="sgn_node", namespace=plan.namespace or None,
                 output="screen", parameters=plan.node_parameters, remappings=list(plan.remappings.items()),
-                **STOP_TIMEOUTS)
+                additional_env=plan.environment, **STOP_TIMEOUTS)
     actions += [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_on_node_exit))]
     player = plan.player or {}
     if player.get("kind") == "kitti":
         actions.append(Node(package=PACKAGE, executable="kitti_player", name="kitti_player", output="screen",
-                            parameters=[player["parameters"]], **STOP_TIMEOUTS))
+                            parameters=[player["parameters"]], additional_env=plan.environment,
+                            **STOP_TIMEOUTS))
     elif player.get("kind") == "sgn":
         actions.append(Node(package=PACKAGE, executable="bag_player", name="bag_player", output="screen",
-                            parameters=[player["parameters"]], **STOP_TIMEOUTS))
+                            parameters=[player["parameters"]], additional_env=plan.environment,
+                            **STOP_TIMEOUTS))
     elif player.get("kind") == "ros2":
-        actions.append(ExecuteProcess(cmd=player["cmd"], output="screen", **STOP_TIMEOUTS))
+        actions.append(ExecuteProcess(cmd=player["cmd"], output="screen", additional_env=plan.environment,
+                                      **STOP_TIMEOUTS))
     if plan.rviz:
         actions.append(Node(
             package="rviz2", executable="rviz2", name="rviz2", output="screen",
             arguments=["-d", str(share / "config" / "sgn.rviz"), *(["-f", plan.grid_frame] if plan.grid_frame else [])],
             parameters=[{"use_sim_time": any(layer.get("use_sim_time") for layer in plan.node_parameters)}],
-            **STOP_TIMEOUTS,
+            additional_env=plan.environment, **STOP_TIMEOUTS,
         ))
     return actions
 

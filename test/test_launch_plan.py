@@ -129,3 +129,32 @@ def test_bad_arguments_name_themselves(tmp_path) -> None:
         pass
     with pytest.raises(ValueError, match="sgn-ros replay"):
         _plan(bag=str(ros1))
+
+
+def test_fastdds_profile_given_to_every_process_unless_the_user_chose_one() -> None:
+    profile = str(ROOT / "config" / "fastdds_profile.xml")
+    plan = plan_launch({}, ROOT, have_executable=lambda exe: False, have_package=lambda pkg: False, environ={})
+    assert plan.environment == {"FASTDDS_DEFAULT_PROFILES_FILE": profile}
+    assert any("shared-memory" in line for line in plan.infos)
+    mine = plan_launch({}, ROOT, have_executable=lambda exe: False, have_package=lambda pkg: False,
+                       environ={"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"})
+    assert mine.environment == {} and any("/etc/mine.xml" in line for line in mine.infos)
+    cyclone = plan_launch({}, ROOT, have_executable=lambda exe: False, have_package=lambda pkg: False,
+                          environ={"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"})
+    assert cyclone.environment == {}
+
+
+def test_fastdds_profile_parses_and_keeps_udp_for_other_machines() -> None:
+    """The profile's transports: a shared-memory segment that holds a full-size frame's outputs
+    (~13 MB) and UDPv4 beside it (RViz on another machine), replacing the builtin set."""
+    import xml.etree.ElementTree as ET
+
+    ns = {"d": "http://www.eprosima.com"}
+    root = ET.parse(ROOT / "config" / "fastdds_profile.xml").getroot()
+    kinds = {d.find("d:transport_id", ns).text: d for d in root.iterfind(".//d:transport_descriptor", ns)}
+    used = [t.text for t in root.iterfind(".//d:participant/d:rtps/d:userTransports/d:transport_id", ns)]
+    assert sorted(kinds[t].find("d:type", ns).text for t in used) == ["SHM", "UDPv4"]
+    shm = next(kinds[t] for t in used if kinds[t].find("d:type", ns).text == "SHM")
+    assert int(shm.find("d:segment_size", ns).text) >= 2 * 13_000_000
+    assert int(shm.find("d:maxMessageSize", ns).text) <= int(shm.find("d:segment_size", ns).text)
+    assert root.find(".//d:participant/d:rtps/d:useBuiltinTransports", ns).text == "false"

@@ -1,7 +1,7 @@
 # sgn_node over real DDS: the node runs as its own process (`python -m sgn_ros.ros.node` with
 # config/sgn.yaml and a tiny network config + checkpoint), this test process publishes camera
 # input and subscribes to the outputs with rclpy in a private context. Each module run uses a
-# random ROS_DOMAIN_ID, localhost discovery, the Fast DDS profile and LARGE_DATA transports.
+# random ROS_DOMAIN_ID, localhost discovery, the project's Fast DDS profile.
 """End-to-end tests of sgn_node: outputs vs SSCPredictor, parameters, fuzzing, bursts, shutdown."""
 
 from __future__ import annotations
@@ -68,7 +68,6 @@ def ros_env() -> dict[str, str]:
         "ROS_DOMAIN_ID": str(next(_DOMAINS)),
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
         "FASTDDS_DEFAULT_PROFILES_FILE": str(ROOT / "config" / "fastdds_profile.xml"),
-        "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
         "OMP_NUM_THREADS": "1",  # node and test predictor bit-identical (single-threaded kernels)
         "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
     }
@@ -610,7 +609,7 @@ def test_diagnostics_carry_the_pipeline_stages(points_node, tiny) -> None:
     h.spin_until(lambda: False, 1.2)
     after = _diag(h.diagnostics[-1])
     for stage in ("decode", "infer", "publish"):
-        for key in ("in", "out", "skipped", "dropped", "failed", "p50_ms", "p95_ms", "last_error"):
+        for key in ("in", "out", "skipped", "dropped", "failed", "p50_ms", "p95_ms", "last_ms", "last_error"):
             assert f"stage.{stage}.{key}" in after, (stage, key, sorted(after))
         assert int(after[f"stage.{stage}.out"]) > int(before.get(f"stage.{stage}.out", "0")), stage
         assert float(after[f"stage.{stage}.p50_ms"]) > 0.0

@@ -112,6 +112,7 @@ def test_newest_wins_drops_are_counted_and_counters_add_up() -> None:
     assert slow_s.p50_ms >= 0 and slow_s.p95_ms >= slow_s.p50_ms
     kv = pipe.key_values()
     assert kv["stage.slow.dropped"] == "2" and kv["stage.sink.in"] == str(len(outputs)) and "stage.slow.p95_ms" in kv
+    assert float(kv["stage.slow.last_ms"]) == pytest.approx(slow_s.last_ms, abs=0.05) and slow_s.last_ms >= 0
 
 
 def test_skip_forwards_nothing() -> None:

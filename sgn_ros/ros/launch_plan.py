@@ -108,10 +108,31 @@ class LaunchPlan:
     grid_frame: str = ""
     warnings: list[str] = field(default_factory=list)
     infos: list[str] = field(default_factory=list)
+    #: environment added to every process started (the Fast DDS profile, see `dds_environment`)
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+#: rmw implementations that read a Fast DDS XML profile
+FASTDDS_RMWS = ("", "rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp")
+
+
+def dds_environment(share: Path, environ: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """(environment to add, a line saying what) for the launched processes: the package's Fast
+    DDS profile (config/fastdds_profile.xml: fast discovery and a 32 MiB shared-memory segment,
+    without which each multi-megabyte image or output goes out in 64 KiB fragments, 3x slower) when
+    the rmw is Fast DDS and the user has not chosen a profile of their own."""
+    profile = share / "config" / "fastdds_profile.xml"
+    rmw = environ.get("RMW_IMPLEMENTATION", "")
+    if environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+        return {}, f"Fast DDS profile from FASTDDS_DEFAULT_PROFILES_FILE: {environ['FASTDDS_DEFAULT_PROFILES_FILE']}"
+    if rmw not in FASTDDS_RMWS or not profile.is_file():
+        return {}, f"RMW_IMPLEMENTATION={rmw}: no Fast DDS profile set"
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": str(profile)}, f"Fast DDS profile {profile} (shared-memory transport)"
 
 
 def plan_launch(args: Mapping[str, str], share: Path, have_executable: Callable[[str], bool] | None = None,
-                have_package: Callable[[str], bool] | None = None) -> LaunchPlan:
+                have_package: Callable[[str], bool] | None = None,
+                environ: Mapping[str, str] | None = None) -> LaunchPlan:
     """Decide the launch from the argument values (see the module comment).
 
     Args:
@@ -119,6 +140,7 @@ def plan_launch(args: Mapping[str, str], share: Path, have_executable: Callable[
         share: the package's share directory (config/ inside).
         have_executable: whether a command is on PATH (default shutil.which).
         have_package: whether a ROS package is installed (default: the ament index).
+        environ: the launching environment (default os.environ), for `dds_environment`.
 
     Raises:
         ValueError / FileNotFoundError: a bad argument, naming it.
@@ -144,6 +166,8 @@ def plan_launch(args: Mapping[str, str], share: Path, have_executable: Callable[
     if bag and seq:
         raise ValueError("launch arguments bag and kitti_sequence: give one input, not both")
     plan = LaunchPlan([], namespace, remappings, "")
+    plan.environment, dds_line = dds_environment(share, os.environ if environ is None else environ)
+    plan.infos.append(dds_line)
 
     layers: list[dict[str, Any]] = [node_section(share / "config" / "sgn.yaml", namespace=namespace)]
     preset: dict[str, Any] = {}

@@ -925,9 +925,12 @@ def main(args: list[str] | None = None) -> int:
     """
     from rclpy.executors import ExternalShutdownException
 
+    from sgn_ros.allocator import keep_heap
+
     argv = list(sys.argv if args is None else args)
     lifecycle = "--lifecycle" in argv
     argv = [a for a in argv if a != "--lifecycle"]
+    keep_heap()  # per-frame megabyte buffers reused, not page-faulted in again (sgn_ros.allocator)
     rclpy.init(args=argv)
     logger = rclpy.logging.get_logger("sgn_node")
     node = None

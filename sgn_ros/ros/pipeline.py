@@ -73,7 +73,8 @@ class Mailbox:
 @dataclass
 class StageStats:
     """A snapshot of one stage. received = started + dropped + waiting; started = out + skipped +
-    failed + busy. p50/p95 over the last `window` calls (NaN before the first)."""
+    failed + busy. p50/p95 over the last `window` calls, last_ms the latest call alone (a
+    benchmark replaying slowly reads one frame's own stage times from it); NaN before the first."""
 
     name: str
     received: int
@@ -87,6 +88,7 @@ class StageStats:
     p50_ms: float
     p95_ms: float
     last_error: str
+    last_ms: float = float("nan")
 
     def key_values(self) -> dict[str, str]:
         """/diagnostics key-values of this stage: ``stage.<name>.<counter>``."""
@@ -95,6 +97,7 @@ class StageStats:
             p + "in": str(self.started), p + "out": str(self.out), p + "skipped": str(self.skipped),
             p + "dropped": str(self.dropped), p + "failed": str(self.failed),
             p + "p50_ms": f"{self.p50_ms:.1f}", p + "p95_ms": f"{self.p95_ms:.1f}",
+            p + "last_ms": f"{self.last_ms:.1f}",
             p + "last_error": self.last_error,
         }
 
@@ -122,6 +125,7 @@ class _Stage:
             return StageStats(
                 self.name, self.received, self.started, self.out, self.skipped, self.dropped, self.failed,
                 self.busy, self.received - self.started - self.dropped, float(p50), float(p95), self.last_error,
+                float(d[-1]) if d.size else float("nan"),
             )
 
 

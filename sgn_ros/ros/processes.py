@@ -1,8 +1,9 @@
 # Starting and stopping ROS 2 node processes the way a user would, for `sgn-ros demo` and the
 # tests: each node is its own Python process talking over DDS. The environment keeps DDS on this
 # machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST), on a private domain (random ROS_DOMAIN_ID),
-# with the project's fast-discovery Fast DDS profile and LARGE_DATA transports (multi-megabyte
-# voxel messages), and makes the sources of this checkout importable by the children.
+# with the project's Fast DDS profile (fast discovery; a 32 MiB shared-memory segment for the
+# multi-megabyte images and voxel messages), and makes the sources of this checkout importable
+# by the children.
 """ROS 2 child processes: environment, start with parameters, stop with SIGINT."""
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ def ros_environment(domain_id: int | None = None, base: Mapping[str, str] | None
     profile = REPO_ROOT / "config" / "fastdds_profile.xml"
     if profile.is_file():
         env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
-    env.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
     env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     if sys.prefix != sys.base_prefix:  # a venv holding the ROS 2 wheels is an ament prefix
         prefixes = [p for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
