@@ -51,6 +51,7 @@ from sgn_ros.geometry import apply_transform, invert_transform, xyz_rpy_to_matri
 from sgn_ros.ros import decoders as conv  # noqa: E402
 from sgn_ros.ros.encoders import matrix_to_pose  # noqa: E402
 from sgn_ros.ros.node import PARAMETERS  # noqa: E402
+from sgn_ros.ros.wire import surface_mask  # noqa: E402
 
 # --------------------------------------------------------------------------- fixtures
 _DOMAINS = itertools.count(random.SystemRandom().randint(1, 60))
@@ -279,10 +280,13 @@ def _check_outputs(h: Harness, stamp: int, pred, grid, colors: np.ndarray) -> No
 
     ma = h.received["markers"][stamp]
     cubes = {m.id: np.array([[p.x, p.y, p.z] for p in m.points]) for m in ma.markers if m.action == m.ADD}
-    assert set(cubes) == set(np.unique(pred.labels[occupied]).tolist())
+    assert set(cubes) <= set(np.unique(pred.labels[occupied]).tolist())
+    # markers_surface_only (sgn.yaml: true): the cubes with a free face, from the whole-volume mask
+    shown = surface_mask(occupied)
+    assert set(cubes) == set(np.unique(pred.labels[shown]).tolist())
     for c, p in cubes.items():
-        np.testing.assert_allclose(np.sort(p, axis=0), np.sort(grid.index_to_center(np.argwhere(pred.labels == c)), 0),
-                                   atol=1e-4)
+        np.testing.assert_allclose(np.sort(p, axis=0),
+                                   np.sort(grid.index_to_center(np.argwhere(shown & (pred.labels == c))), 0), atol=1e-4)
 
 
 # --------------------------------------------------------------------------- tests without DDS

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from sgn_ros.batch import SSCBatch
 from sgn_ros.config import SGNConfig, load_config
@@ -406,17 +405,19 @@ class SSCPredictor:
         colour (a top-left crop / pad keeps K); a repeated image is converted once."""
         h, w = self.cfg.data.image_size
         mean, std = self.cfg.data.image_mean, self.cfg.data.image_std
-        done: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
-        tensors, fitted_ks = [], []
-        for im, k in zip(imgs, ks):
-            if id(im) not in done:
+        out = torch.empty((len(imgs), 3, h, w), dtype=torch.float32, device=self.device)
+        done: dict[int, tuple[int, np.ndarray]] = {}  # id(image) -> (its slot in out, its K)
+        fitted_ks = []
+        for i, (im, k) in enumerate(zip(imgs, ks)):
+            if id(im) in done:
+                out[i].copy_(out[done[id(im)][0]])
+            else:
                 fitted, k_net = self.fit_camera(im, k, mode)
                 pixels = torch.from_numpy(np.ascontiguousarray(fitted)).to(self.device, non_blocking=True)
-                x = normalize_image(pixels, mean, std)
-                done[id(im)] = (F.pad(x, (0, w - x.shape[2], 0, h - x.shape[1])), k_net)
-            tensors.append(done[id(im)][0])
+                normalize_image(pixels, mean, std, out=out[i])
+                done[id(im)] = (i, k_net)
             fitted_ks.append(done[id(im)][1])
-        return torch.stack(tensors), fitted_ks
+        return out, fitted_ks
 
     def _crop(self, pts: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Grid-frame points -> the (N, 3) float32 tensor of those inside the grid volume."""

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -161,6 +162,9 @@ PARAMETERS: dict[str, ParamSpec] = {
     "markers_period": ParamSpec(
         0.0, "seconds between MarkerArray outputs (RViz needs fewer than the camera gives); 0 = every frame", True
     ),
+    "markers_surface_only": ParamSpec(
+        True, "MarkerArray: only the cubes with a free face (RViz shows the same opaque scene from fewer points)", True
+    ),
     "sync_tolerance": ParamSpec(0.02, "seconds: max stamp difference of messages forming one frame"),
     "stamp_reset_threshold": ParamSpec(
         2.0, "seconds: a stamp this far behind the last one is a time reset (bag loop), not out-of-order input"
@@ -278,6 +282,7 @@ class SGNCore:
         self._suppressed: dict[str, int] = {}
         self._lock = threading.Lock()
         self._pipeline: StagedPipeline | None = None
+        self._encode_worker: ThreadPoolExecutor | None = None  # markers + grid beside points (publish)
         self._pipeline_drops = 0  # frames dropped by pipelines stopped before (deactivate / activate)
         self._stop = False
         self.predictor = None
@@ -405,6 +410,7 @@ class SGNCore:
         self._inputs_subs = InputSubscriptions(self, self._inputs, callbacks, self._p["input_reliability"],
                                                self._p["input_depth"], self._warn)
         self._inputs_subs.refresh()
+        self._encode_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sgn-encode")
         self._pipeline = node_pipeline(self._decode_stage, self._infer_stage, self._publish_stage,
                                        self._on_stage_error).start()
         self._timers = [
@@ -436,6 +442,9 @@ class SGNCore:
             self._pipeline_drops += _drops(pipeline.key_values())
             if abandoned:
                 self.get_logger().info(f"stopped; stage(s) {abandoned} still busy were abandoned")
+        worker, self._encode_worker = self._encode_worker, None
+        if worker is not None:
+            worker.shutdown(wait=False)  # a job in progress ends with its frame's publish stage
 
     def _cleanup(self) -> None:
         """Release the model, TF and the publishers (configure can run again)."""
@@ -730,12 +739,29 @@ class SGNCore:
             want.discard("markers")
         if not want:
             return
-        out, self._marker_classes = enc.encode_outputs(prediction, options, stamp, frame_id, want,
-                                                       previous_classes=self._marker_classes)
-        if "markers" in out:
+        previous, surface_only = self._marker_classes, bool(p["markers_surface_only"])
+
+        def encode_and_publish(kinds: set[str]) -> set[int] | None:
+            out, present = enc.encode_outputs(prediction, options, stamp, frame_id, kinds, previous_classes=previous,
+                                              surface_only=surface_only)
+            for kind, data in out.items():
+                pubs[kind].publish(data)
+            return present if "markers" in out else None
+
+        # points here, markers and grid on the side worker: NumPy releases the GIL in its large
+        # array passes, so on two or more cores the stage takes ~3/4 of the one-thread time
+        # (bench/encoders.py, README "Outputs at memory speed"); all published before returning
+        here, side = want & {"points"}, want - {"points"}
+        worker = self._encode_worker
+        if here and side and worker is not None:
+            future = worker.submit(encode_and_publish, side)
+            results = [encode_and_publish(here), future.result()]
+        else:
+            results = [encode_and_publish(want)]
+        present = next((r for r in results if r is not None), None)
+        if present is not None:
+            self._marker_classes = present
             self._markers_at = now
-        for kind, data in out.items():
-            pubs[kind].publish(data)
 
     # ------------------------------------------------------------------ missing inputs
     def _stale_inputs(self) -> list[str]:
