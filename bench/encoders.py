@@ -109,8 +109,6 @@ def bench_scene(name: str, labels: np.ndarray, conf: np.ndarray, repeat: int) ->
 
 def bench_dds(repeat: int) -> list[tuple[str, float, float, int]]:
     """publish(bytes) time of each output, one subscriber in the same process (through Fast DDS)."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import PointCloud2
     from sgn_ros.msg import SemanticVoxelGrid
     from visualization_msgs.msg import MarkerArray
@@ -118,6 +116,7 @@ def bench_dds(repeat: int) -> list[tuple[str, float, float, int]]:
     from sgn_ros.grid import DEFAULT_GRID as grid
     from sgn_ros.labels import load_label_set
     from sgn_ros.ros import wire
+    from sgn_ros.ros.processes import RosSession
 
     ls = load_label_set("semantickitti")
     labels, conf = random_scene(grid, ls.num_classes)
@@ -127,31 +126,23 @@ def bench_dds(repeat: int) -> list[tuple[str, float, float, int]]:
                               wire.voxel_grid_bytes(labels, grid, ls.names, ls.colors_rgb, (0, 0), "g", conf)),
         "MarkerArray": (MarkerArray, wire.marker_array_bytes(labels, grid, ls.colors_rgb, (0, 0), "g", conf)[0]),
     }
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=int(os.environ.get("ROS_DOMAIN_ID", "57")))
     out = []
-    try:
-        node = rclpy.create_node("bench_encoders", context=ctx)
-        ex = SingleThreadedExecutor(context=ctx)
-        ex.add_node(node)
+    with RosSession("bench_encoders", int(os.environ.get("ROS_DOMAIN_ID", "57"))) as session:
+        node = session.node
         for name, (typ, raw) in data.items():
             got = []
             pub = node.create_publisher(typ, f"bench/{name}", 5)
             node.create_subscription(typ, f"bench/{name}", got.append, 5, raw=True)
             end = time.monotonic() + 10
             while pub.get_subscription_count() < 1 and time.monotonic() < end:
-                ex.spin_once(timeout_sec=0.05)
+                session.spin_once(0.05)
             times = []
             for _ in range(repeat):
                 s = time.perf_counter()
                 pub.publish(raw)
                 times.append(time.perf_counter() - s)
-                ex.spin_once(timeout_sec=0.5)
+                session.spin_once(0.5)
             out.append((name, 1000 * float(np.median(times)), 1000 * float(np.min(times)), len(got)))
-        ex.shutdown()
-        node.destroy_node()
-    finally:
-        rclpy.shutdown(context=ctx)
     return out
 
 

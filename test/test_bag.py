@@ -9,8 +9,6 @@ import time
 
 import numpy as np
 import pytest
-import rclpy.context
-import rclpy.executors
 from rclpy.serialization import deserialize_message
 from rosbags.rosbag2 import Reader
 
@@ -18,7 +16,7 @@ from sgn_ros.cli import main as cli_main
 from sgn_ros.data.synth import generate_sequence
 from sgn_ros.ros.decoders import camera_info_to_K, image_to_rgb
 from sgn_ros.ros.kitti_sequence import KittiMessageBuilder, KittiSequence, KittiTopics
-from sgn_ros.ros.processes import ros_environment, start_node, stop_process
+from sgn_ros.ros.processes import RosSession, ros_environment, start_node, stop_process
 from sgn_ros.ros.rosbag_io import message_class
 
 FRAMES = 5
@@ -91,16 +89,13 @@ def test_bag_player_replays_over_dds(mcap_bag):
     t = KittiTopics()
     _, msgs = _read(mcap_bag)
     recorded = [m for m in msgs if m[0] == t.left_image]
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
-    node = rclpy.create_node("test_bag_player", context=ctx)
+    session = RosSession("test_bag_player", int(env["ROS_DOMAIN_ID"]))
+    node, executor = session.node, session.executor
     got, clocks = [], []
     # (source timestamp ns = when bag_player published it, bytes); a 2-argument callback gets the info
     node.create_subscription(Image, t.left_image, lambda raw, info: got.append((info["source_timestamp"], raw)),
                              10, raw=True)
     node.create_subscription(Clock, "/clock", clocks.append, 50)
-    executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
     proc = start_node("sgn_ros.ros.bag_player", env, params={
         "bag": str(mcap_bag), "rate": 2.0, "publish_clock": True, "wait_for_subscribers": 1,
         "wait_topic": t.left_image,
@@ -115,9 +110,7 @@ def test_bag_player_replays_over_dds(mcap_bag):
         assert proc.returncode == 0, out
     finally:
         stop_process(proc)
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
+        session.close()
     assert [raw for _, raw in got] == [m[3] for m in recorded]
     # recorded spacing / rate: 4 gaps of 0.1 s at x2 -> 0.2 s (loose: 2 shared CPU cores)
     span = (got[-1][0] - got[0][0]) / 1e9
@@ -134,11 +127,8 @@ def test_bag_recorder_round_trip(sequence_dir, tmp_path):
 
     env = ros_environment()
     t = KittiTopics()
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
-    node = rclpy.create_node("test_bag_recorder", context=ctx)
-    executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
+    session = RosSession("test_bag_recorder", int(env["ROS_DOMAIN_ID"]))
+    node, executor = session.node, session.executor
     out = tmp_path / "recorded"
     recorder = BagRecorder(node, out, {t.left_image: "sensor_msgs/msg/Image", t.odom: "nav_msgs/msg/Odometry"})
     proc = start_node("sgn_ros.ros.kitti_player", env, params={
@@ -154,9 +144,7 @@ def test_bag_recorder_round_trip(sequence_dir, tmp_path):
         assert proc.returncode == 0
     finally:
         stop_process(proc)
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
+        session.close()
     assert recorder.counts == {t.left_image: FRAMES, t.odom: FRAMES}
     builder = KittiMessageBuilder(KittiSequence(sequence_dir))
     _, msgs = _read(out)

@@ -60,6 +60,10 @@ def test_demo_end_to_end(tmp_path):
         conns = [c for c in reader.connections if c.topic == "/ssc/grid"]
         grids = [deserialize_message(bytes(raw), SemanticVoxelGrid) for _, _, raw in reader.messages(connections=conns)]
         topics = {c.topic for c in reader.connections}
+        markers = [c for c in reader.connections if c.topic == "/ssc/markers"]
+        n_markers = sum(1 for _ in reader.messages(connections=markers))
     assert len(grids) == 2 and {"/ssc/points", "/diagnostics", "/kitti/camera_color_left/image"} <= topics
+    assert n_markers >= 1 and markers[0].msgtype == "visualization_msgs/msg/MarkerArray"  # RViz's view recorded
+    assert summary["recorded_messages"]["/ssc/markers"] == n_markers
     labels, _, grid, _ = voxel_grid_to_arrays(grids[0])
     assert labels.shape == (64, 64, 8) and grids[0].header.frame_id == "velo_link"

@@ -10,8 +10,6 @@ import time
 
 import numpy as np
 import pytest
-import rclpy.context
-import rclpy.executors
 from rclpy.serialization import deserialize_message
 
 from sgn_ros.data import kitti_io
@@ -24,7 +22,7 @@ from sgn_ros.ros.kitti_sequence import (
     KittiStreams,
     KittiTopics,
 )
-from sgn_ros.ros.processes import ros_environment, start_node, stop_process
+from sgn_ros.ros.processes import RosSession, ros_environment, start_node, stop_process
 from sgn_ros.ros.rosbag_io import message_class
 
 IMAGE_SIZE = (64, 208)  # (H, W): small synthetic frames keep the tests fast
@@ -133,15 +131,12 @@ def test_player_publishes_over_dds(sequence_dir):
     from sensor_msgs.msg import CameraInfo, Image
 
     topics = KittiTopics()
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
-    node = rclpy.create_node("test_kitti_player", context=ctx)
+    session = RosSession("test_kitti_player", int(env["ROS_DOMAIN_ID"]))
+    node, executor = session.node, session.executor
     images, infos, clocks = [], [], []
     node.create_subscription(Image, topics.left_image, images.append, 10)
     node.create_subscription(CameraInfo, topics.right_info, infos.append, 10)
     node.create_subscription(Clock, "/clock", clocks.append, 10)
-    executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
     proc = start_node("sgn_ros.ros.kitti_player", env, params={
         "sequence_dir": str(sequence_dir), "rate_hz": 20.0, "start": 1, "end": 6, "step": 2, "publish_clock": True,
         "wait_for_subscribers": 1,
@@ -156,9 +151,7 @@ def test_player_publishes_over_dds(sequence_dir):
         assert proc.returncode == 0, out
     finally:
         stop_process(proc)
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
+        session.close()
     seq = KittiSequence(sequence_dir)
     builder = KittiMessageBuilder(seq)
     assert len(images) == 3 and len(infos) == 3, out
@@ -189,14 +182,11 @@ def test_player_paced_by_consumer(sequence_dir):
     from sensor_msgs.msg import Image
     from std_msgs.msg import Empty
 
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
-    node = rclpy.create_node("test_kitti_pacer", context=ctx)
+    session = RosSession("test_kitti_pacer", int(env["ROS_DOMAIN_ID"]))
+    node, executor = session.node, session.executor
     pace = node.create_publisher(Empty, "/pace", 10)
     arrivals, answers = [], []
     node.create_subscription(Image, KittiTopics().left_image, lambda m: arrivals.append(time.monotonic()), 10)
-    executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
     proc = start_node("sgn_ros.ros.kitti_player", env, params={
         "sequence_dir": str(sequence_dir), "rate_hz": 50.0, "end": 3, "wait_for_subscribers": 1,
         "pace_topic": "/pace", "pace_type": "std_msgs/msg/Empty",
@@ -212,9 +202,7 @@ def test_player_paced_by_consumer(sequence_dir):
         assert proc.returncode == 0, out
     finally:
         stop_process(proc)
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=ctx)
+        session.close()
     assert len(arrivals) == 3
     gaps = np.diff(arrivals)
     assert np.all(gaps >= 0.4), gaps  # at 50 Hz unpaced they would be 0.02 s apart

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from sgn_ros.ros.launch_plan import node_section, parse_remappings, plan_launch, resolve_topic
+from sgn_ros.ros.processes import RosSession
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +43,7 @@ def test_params_file_values_kept_unless_an_argument_is_given(tmp_path) -> None:
 def test_layers_follow_real_rcl_precedence(tmp_path) -> None:
     """launch_ros passes each dict layer as a `/**` params file, in order: rcl must then give the
     merged values (what `_final` computes) to a node named sgn_node."""
-    rclpy = pytest.importorskip("rclpy")
+    pytest.importorskip("rclpy")
     user = tmp_path / "mine.yaml"
     user.write_text(yaml.safe_dump({"/**/sgn_node": {"ros__parameters": {"variant": "sgn-s", "device": "cpu"}}}))
     plan = _plan(params_file=str(user), kitti_sequence=str(tmp_path), device="cuda:1")
@@ -51,14 +52,10 @@ def test_layers_follow_real_rcl_precedence(tmp_path) -> None:
         f = tmp_path / f"layer{i}.yaml"
         f.write_text(yaml.safe_dump({"/**": {"ros__parameters": layer}}))
         args += ["--params-file", str(f)]
-    ctx = rclpy.context.Context()
-    rclpy.init(args=["x", "--ros-args", *args], context=ctx)
-    try:
-        node = rclpy.create_node("sgn_node", context=ctx, automatically_declare_parameters_from_overrides=True)
-        got = {name: node.get_parameter(name).value for name in ("variant", "device", "image_topic", "grid_frame")}
-        node.destroy_node()
-    finally:
-        rclpy.shutdown(context=ctx)
+    with RosSession("sgn_node", args=["x", "--ros-args", *args],
+                    automatically_declare_parameters_from_overrides=True) as session:
+        got = {name: session.node.get_parameter(name).value
+               for name in ("variant", "device", "image_topic", "grid_frame")}
     final = _final(plan)
     assert got == {k: final[k] for k in got}
     assert got["variant"] == "sgn-s" and got["device"] == "cuda:1" and got["grid_frame"] == "velo_link"
@@ -66,17 +63,12 @@ def test_layers_follow_real_rcl_precedence(tmp_path) -> None:
 
 def test_preset_file_lets_command_line_override(tmp_path) -> None:
     """config/kitti2bag_remap.yaml with `ros2 run ... --params-file ... -p image_topic:=X`: X wins."""
-    rclpy = pytest.importorskip("rclpy")
-    ctx = rclpy.context.Context()
-    rclpy.init(args=["x", "--ros-args", "--params-file", str(ROOT / "config" / "sgn.yaml"), "--params-file",
-                     str(ROOT / "config" / "kitti2bag_remap.yaml"), "-p", "image_topic:=/mine"], context=ctx)
-    try:
-        node = rclpy.create_node("sgn_node", context=ctx, automatically_declare_parameters_from_overrides=True)
-        assert node.get_parameter("image_topic").value == "/mine"
-        assert node.get_parameter("grid_frame").value == "velo_link"
-        node.destroy_node()
-    finally:
-        rclpy.shutdown(context=ctx)
+    pytest.importorskip("rclpy")
+    args = ["x", "--ros-args", "--params-file", str(ROOT / "config" / "sgn.yaml"), "--params-file",
+            str(ROOT / "config" / "kitti2bag_remap.yaml"), "-p", "image_topic:=/mine"]
+    with RosSession("sgn_node", args=args, automatically_declare_parameters_from_overrides=True) as session:
+        assert session.node.get_parameter("image_topic").value == "/mine"
+        assert session.node.get_parameter("grid_frame").value == "velo_link"
 
 
 def test_names() -> None:

@@ -51,6 +51,7 @@ from sgn_ros.geometry import apply_transform, invert_transform, xyz_rpy_to_matri
 from sgn_ros.ros import decoders as conv  # noqa: E402
 from sgn_ros.ros.encoders import matrix_to_pose  # noqa: E402
 from sgn_ros.ros.node import PARAMETERS  # noqa: E402
+from sgn_ros.ros.processes import RosSession  # noqa: E402
 from sgn_ros.ros.wire import surface_mask  # noqa: E402
 
 # --------------------------------------------------------------------------- fixtures
@@ -160,11 +161,8 @@ class Harness:
         from sgn_ros.msg import SemanticVoxelGrid
         from visualization_msgs.msg import MarkerArray
 
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=domain_id)
-        self.node = rclpy.create_node(f"sgn_test_{os.getpid()}", context=self.ctx)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
+        self.session = RosSession(f"sgn_test_{os.getpid()}", domain_id)
+        self.node, self.executor = self.session.node, self.session.executor
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub = {
             "image": self.node.create_publisher(Image, "image", qos),
@@ -191,20 +189,13 @@ class Harness:
         self.arrival.setdefault(stamp, time.monotonic())
 
     def spin_until(self, cond: Callable[[], bool], timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if cond():
-                return True
-            self.executor.spin_once(timeout_sec=0.05)
-        return cond()
+        return self.session.spin_until(cond, timeout)
 
     def complete(self, stamp: int) -> bool:
         return all(stamp in r for r in self.received.values())
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
+        self.session.close()
 
 
 def _header(stamp_ns: int, frame: str = "camera") -> Header:

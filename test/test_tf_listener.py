@@ -10,15 +10,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy.context
-import rclpy.executors
 
-from sgn_ros.ros.processes import ros_environment, start_node, stop_process
+from sgn_ros.ros.processes import RosSession, ros_environment, start_node, stop_process
 from sgn_ros.ros.tf_buffer import ExtrapolationError, UnknownFrameError
 
 pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs not built: run scripts/build_ros.sh")
@@ -80,31 +77,15 @@ def _odom_base(stamp_ns: int) -> np.ndarray:
 
 @pytest.fixture
 def ros():
-    """(environment of a private DDS domain, a node here on it, its executor); torn down after."""
+    """(environment of a private DDS domain, a RosSession here on it); torn down after."""
     env = ros_environment()
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
-    node = rclpy.create_node("test_tf_listener", context=ctx)
-    executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
-    yield env, node, executor
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.shutdown(context=ctx)
-
-
-def _spin_until(executor, cond, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        executor.spin_once(timeout_sec=0.02)
-    return cond()
+    with RosSession("test_tf_listener", int(env["ROS_DOMAIN_ID"])) as session:
+        yield env, session
 
 
 @pytest.mark.ros
 def test_listener_looks_up_static_and_moving_transforms_over_dds(ros) -> None:
-    env, node, executor = ros
+    env, session = ros
     proc = subprocess.Popen(
         [sys.executable, "-c", PUBLISHER, str(Path(__file__).parent)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -113,9 +94,9 @@ def test_listener_looks_up_static_and_moving_transforms_over_dds(ros) -> None:
         first = proc.stdout.readline().decode()
         assert "static sent" in first, first + proc.stdout.read().decode(errors="replace")
         # created after the static tree was published: transient-local QoS must still deliver it
-        tf = TFListener(node, reset_threshold_s=2.0)
+        tf = TFListener(session.node, reset_threshold_s=2.0)
         last = EPOCH + 39 * STEP
-        assert _spin_until(executor, lambda: tf.can_transform("odom", "sgn_grid", last), 30.0), tf.last_error
+        assert session.spin_until(lambda: tf.can_transform("odom", "sgn_grid", last), 30.0, 0.02), tf.last_error
         assert tf.backend in ("sgn_ros", "tf2_ros")
         # camera -> grid: static chain camera -> base_link -> sgn_grid, at any stamp
         expected = np.linalg.inv(GRID) @ CAMERA
@@ -143,8 +124,8 @@ def test_listener_reads_kitti_player_tree(ros, tmp_path) -> None:
     seq_dir = generate_sequence(tmp_path, sequence="00", frames=4, seed=2, depth=False, image_size=(32, 96))
     seq = KittiSequence(seq_dir)
     builder = KittiMessageBuilder(seq)
-    env, node, executor = ros
-    tf = TFListener(node)
+    env, session = ros
+    tf = TFListener(session.node)
     proc = start_node("sgn_ros.ros.kitti_player", env, params={
         # looping: /tf is volatile, so frames sent before discovery completes are lost for good
         "sequence_dir": str(seq_dir), "dataset_stamps": True, "rate_hz": 20.0, "exit_when_done": False,
@@ -152,7 +133,7 @@ def test_listener_reads_kitti_player_tree(ros, tmp_path) -> None:
     })
     try:
         stamps = [builder.dataset_stamp_ns(i) for i in range(4)]
-        ok = _spin_until(executor, lambda: tf.can_transform("odom", "velo_link", stamps[-1]), 40.0)
+        ok = session.spin_until(lambda: tf.can_transform("odom", "velo_link", stamps[-1]), 40.0, 0.02)
         assert ok, tf.last_error or (proc.stdout.read().decode(errors="replace") if proc.poll() is not None else "")
         np.testing.assert_allclose(
             tf.lookup("velo_link", "camera_color_left", stamps[2]), np.linalg.inv(seq.lidar_to_camera("left")),
@@ -174,8 +155,8 @@ def test_own_backend_time_reset_and_malformed_transforms(ros) -> None:
 
     from sgn_ros.ros.tf_listener import matrix_to_transform_stamped
 
-    _, node, _ = ros
-    tf = TFListener(node, reset_threshold_s=2.0, use_tf2_ros=False)
+    _, session = ros
+    tf = TFListener(session.node, reset_threshold_s=2.0, use_tf2_ros=False)
     tf._on_tf(TFMessage(transforms=[matrix_to_transform_stamped("base_link", "camera", 0, CAMERA)]), True)
     for k in range(3):
         stamp = EPOCH + 10 * 10**9 + k * STEP

@@ -263,9 +263,9 @@ def test_bad_input_names_what() -> None:
 
 def test_publish_bytes_over_dds() -> None:
     """rclpy (Kilted) publishes the bytes as they are; a subscriber gets the same message."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from sgn_ros.msg import SemanticVoxelGrid
+
+    from sgn_ros.ros.processes import RosSession
 
     grid = GRIDS["kitti_quarter"]
     labels, conf = _prediction(grid, "random")
@@ -274,29 +274,22 @@ def test_publish_bytes_over_dds() -> None:
         "markers": (MarkerArray, wire.marker_array_bytes(labels, grid, LS.colors_rgb, STAMP, FRAME, conf)[0]),
         "grid": (SemanticVoxelGrid, wire.voxel_grid_bytes(labels, grid, LS.names, LS.colors_rgb, STAMP, FRAME, conf)),
     }
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=int(os.environ.get("SGN_TEST_DOMAIN", random.SystemRandom().randint(1, 100))))
-    try:
-        node = rclpy.create_node("wire_test", context=ctx)
+    domain = int(os.environ.get("SGN_TEST_DOMAIN", random.SystemRandom().randint(1, 100)))
+    with RosSession("wire_test", domain) as session:
+        node = session.node
         got: dict[str, object] = {}
         raw: dict[str, bytes] = {}
         pubs = {k: node.create_publisher(t, f"wire/{k}", 1) for k, (t, _) in out.items()}
         for k, (t, _) in out.items():
             node.create_subscription(t, f"wire/{k}", lambda m, k=k: got.setdefault(k, m), 1)
             node.create_subscription(t, f"wire/{k}", lambda m, k=k: raw.setdefault(k, m), 1, raw=True)
-        ex = SingleThreadedExecutor(context=ctx)
-        ex.add_node(node)
         end = time.monotonic() + 30
         while (len(got) < 3 or len(raw) < 3) and time.monotonic() < end:
             for k, (_, data) in out.items():
                 if pubs[k].get_subscription_count() >= 2 and k not in got:
                     pubs[k].publish(data)
-            ex.spin_once(timeout_sec=0.1)
+            session.spin_once(0.1)
         assert set(got) == set(out) and set(raw) == set(out)
         for k, (t, data) in out.items():
             assert got[k] == deserialize_message(data, t)
             assert bytes(raw[k]) == data  # the bytes travel unchanged
-        ex.shutdown()
-        node.destroy_node()
-    finally:
-        rclpy.shutdown(context=ctx)

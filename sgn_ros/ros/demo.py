@@ -26,7 +26,7 @@ import numpy as np
 from sgn_ros.fileio import atomic_path
 from sgn_ros.geometry import invert_transform
 from sgn_ros.labels import IGNORE_LABEL
-from sgn_ros.ros.processes import REPO_ROOT, ros_environment, start_node, stop_process
+from sgn_ros.ros.processes import REPO_ROOT, RosSession, ros_environment, start_node, stop_process
 
 log = logging.getLogger("sgn_ros.demo")
 
@@ -61,18 +61,17 @@ def _config_file(name: str) -> Path:
     return config_dir() / name
 
 
-def _ground_truth(seq_dir: Path, index: int, dataset: str) -> np.ndarray | None:
-    """Training ids (X, Y, Z) of frame `index` (255 = invalid), or None without voxel labels."""
+def _ground_truth(seq_dir: Path, index: int, dataset: str, grid: Any) -> np.ndarray | None:
+    """Training ids (X, Y, Z) of frame `index` on `grid` (255 = invalid), or None without voxel labels."""
     from sgn_ros.data import kitti_io
     from sgn_ros.data.labels_preprocess import completion_remap_lut, full_scale_labels
-    from sgn_ros.grid import DEFAULT_GRID
     from sgn_ros.labels import load_label_set
 
     label = seq_dir / "voxels" / f"{index:06d}.label"
     if not label.is_file():
         return None
-    raw = kitti_io.read_label(label, DEFAULT_GRID.dims)
-    invalid = kitti_io.read_bitpacked(label.with_suffix(".invalid"), DEFAULT_GRID.dims)
+    raw = kitti_io.read_label(label, grid.dims)
+    invalid = kitti_io.read_bitpacked(label.with_suffix(".invalid"), grid.dims)
     return full_scale_labels(raw, invalid, completion_remap_lut(load_label_set(dataset)), where=str(label))
 
 
@@ -148,10 +147,6 @@ def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l-synth", che
              dataset: str = "semantickitti", image_size: tuple[int, int] | None = None, rate_hz: float = 2.0,
              depth_source: str = "stereo", seed: int = 0, timeout: float = 300.0) -> DemoResult:
     """Run the demo into `out` (created); see the module comment. Returns what was made."""
-    import rclpy
-    import rclpy.context
-    import rclpy.executors
-
     from sgn_ros.config import load_config
     from sgn_ros.data.synth import generate_sequence
     from sgn_ros.labels import load_label_set
@@ -183,7 +178,7 @@ def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l-synth", che
     n_frames = (frames - 1) * LABEL_STEP + 1
     synth_kwargs = {} if image_size is None else {"image_size": tuple(image_size)}
     seq_dir = Path(generate_sequence(out / "synthetic", sequence="00", frames=n_frames, seed=seed, depth=True,
-                                     **synth_kwargs))
+                                     grid=cfg.grid, **synth_kwargs))  # ground truth on the grid predicted
     seq = KittiSequence(seq_dir)
     t_synth = time.monotonic() - t0
     log.info("demo: synthetic sequence %s (%d frames, %dx%d) in %.1f s", seq_dir, n_frames, seq.image_size[1],
@@ -195,15 +190,10 @@ def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l-synth", che
     camera_to_grid = invert_transform(seq.tr)  # the reference's convention: K of P2 with Tr (cam0)
     node_params = {"variant": str(variant), "dataset": dataset, "checkpoint": str(checkpoint), "device": device,
                    "depth_source": depth_source, "camera_to_grid": [float(v) for v in camera_to_grid.reshape(-1)],
-                   "input_reliability": "reliable", "input_depth": 10,
-                   # markers: one Python object per voxel; an untrained net fills all 2M voxels
-                   "publish_markers": False}
+                   "input_reliability": "reliable", "input_depth": 10, "publish_markers": True}
     files = [_config_file("sgn.yaml"), _config_file("kitti2bag_remap.yaml")]
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
-    node = rclpy.create_node("sgn_demo", context=ctx)
-    executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
+    session = RosSession("sgn_demo", int(env["ROS_DOMAIN_ID"]))
+    node, executor = session.node, session.executor
     grids: list[tuple[int, Any, float]] = []
     diagnostics: dict[str, str] = {}
 
@@ -223,7 +213,7 @@ def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l-synth", che
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     recorder = BagRecorder(node, bag_dir, {
         "/ssc/grid": "sgn_ros/msg/SemanticVoxelGrid", "/ssc/points": "sensor_msgs/msg/PointCloud2",
-        "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+        "/ssc/markers": "visualization_msgs/msg/MarkerArray", "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
         topics.left_image: "sensor_msgs/msg/Image", topics.left_info: "sensor_msgs/msg/CameraInfo",
     })
     node_log = open(logs / "sgn_node.log", "wb")  # noqa: SIM115  closed below
@@ -255,7 +245,7 @@ def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l-synth", che
         while time.monotonic() < end:  # last diagnostics / markers
             executor.spin_once(timeout_sec=0.1)
     finally:
-        close_session(procs, recorder, executor, node, ctx, [node_log, player_log])
+        close_session(procs, recorder, session, [node_log, player_log])
     if len(grids) < frames:
         log.warning("demo: %d of %d predictions arrived within %.0f s (--timeout)", len(grids), frames, timeout)
 
@@ -274,20 +264,22 @@ def run_demo(out: str | Path, frames: int = 3, variant: str = "sgn-l-synth", che
     for i, raw in enumerate(store_img):
         stamps[stamp_to_ns(deserialize_message(bytes(raw), Image).header.stamp)] = i * LABEL_STEP
     for stamp, msg, recv_ns in grids:
-        labels, _, _, corner = voxel_grid_to_arrays(msg)
+        labels, _, msg_grid, corner = voxel_grid_to_arrays(msg)
+        if msg_grid.dims != cfg.grid.dims or not np.isclose(msg_grid.voxel_size, cfg.grid.voxel_size):
+            raise RuntimeError(f"demo: sgn_node's /ssc/grid is {msg_grid.dims} voxels of {msg_grid.voxel_size} m, "
+                               f"but {variant}'s grid is {cfg.grid.dims} of {cfg.grid.voxel_size} m")
         index = stamps.get(stamp, -1)
         result.frames.append(DemoFrame(index=index, labels=labels, corner=corner, latency_ms=(recv_ns - stamp) / 1e6))
 
     # 4. pictures
     label_set = load_label_set(dataset)
     colors = np.asarray(label_set.colors_rgb, dtype=np.uint8)
-    from sgn_ros.grid import DEFAULT_GRID
-
     for f in result.frames:
         if f.index < 0:
             continue
-        picture = render_frame(seq.left_image(f.index), f.labels, cfg.grid, _ground_truth(seq_dir, f.index, dataset),
-                               DEFAULT_GRID, seq.k_left, seq.tr, colors, f"frame {f.index:06d}", untrained)
+        gt = _ground_truth(seq_dir, f.index, dataset, cfg.grid)
+        picture = render_frame(seq.left_image(f.index), f.labels, cfg.grid, gt, cfg.grid, seq.k_left, seq.tr, colors,
+                               f"frame {f.index:06d}", untrained)
         path = out / f"frame_{f.index:06d}.png"
         save_png(path, picture)
         result.pictures.append(path)
@@ -349,16 +341,12 @@ def resolve_weights(config_name: str, checkpoint: str, what: str) -> tuple[str, 
     return "", UNTRAINED_NOTE
 
 
-def close_session(procs: list, recorder: Any, executor: Any, node: Any, ctx: Any, logs: list) -> None:
+def close_session(procs: list, recorder: Any, session: RosSession, logs: list) -> None:
     """Stop the child nodes (SIGINT, newest first), finish the recording, end this process's ROS."""
-    import rclpy
-
     for p in reversed(procs):
         stop_process(p)
     recorder.close()
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.shutdown(context=ctx)
+    session.close()
     for f in logs:
         f.close()
 

@@ -13,7 +13,8 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,6 +45,77 @@ def ros_environment(domain_id: int | None = None, base: Mapping[str, str] | None
         env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *[p for p in paths if p != str(REPO_ROOT)]])
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+class RosSession:
+    """A private rclpy context with one node and a single-threaded executor, for tests and tools.
+
+    Why: the tests, the demo, replay and the benchmarks talk to node processes on a domain of their
+    own (`ros_environment`'s random ROS_DOMAIN_ID) without touching rclpy's global default context,
+    which may be initialised by someone else in this process, or on another domain. Context, node,
+    executor and their teardown in the right order are written here once.
+
+    Args:
+        name: the node's name.
+        domain_id: DDS domain; None = rclpy's default (this process's ROS_DOMAIN_ID).
+        args: command line for `rclpy.init` (e.g. ``["x", "--ros-args", "--params-file", F]``).
+        **node_options: passed on to `rclpy.create_node` (e.g.
+            ``automatically_declare_parameters_from_overrides=True``).
+
+    Use as ``with RosSession("probe", domain_id) as s: ...`` or call `close()` (idempotent; also
+    safe when start-up failed half-way, which `__init__` does itself before re-raising).
+    """
+
+    def __init__(self, name: str, domain_id: int | None = None, args: list[str] | None = None,
+                 **node_options: Any) -> None:
+        import rclpy
+        import rclpy.context
+        import rclpy.executors
+
+        self.context = rclpy.context.Context()
+        self.node: Any = None
+        self.executor: Any = None
+        self._closed = False
+        try:
+            rclpy.init(args=args, context=self.context, domain_id=None if domain_id is None else int(domain_id))
+            self.node = rclpy.create_node(name, context=self.context, **node_options)
+            self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+            self.executor.add_node(self.node)
+        except BaseException:
+            self.close()
+            raise
+
+    def spin_once(self, timeout: float = 0.1) -> None:
+        """Run at most one ready callback, waiting up to `timeout` s for one."""
+        self.executor.spin_once(timeout_sec=timeout)
+
+    def spin_until(self, cond: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+        """Spin until `cond()` is true or `timeout` s passed; the last value of `cond()`."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if cond():
+                return True
+            self.executor.spin_once(timeout_sec=step)
+        return bool(cond())
+
+    def close(self) -> None:
+        """Executor, node, then the context; a second call does nothing."""
+        import rclpy
+
+        if self._closed:
+            return
+        self._closed = True
+        if self.executor is not None:
+            self.executor.shutdown()
+        if self.node is not None:
+            self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+    def __enter__(self) -> RosSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _param_value(value: Any) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from sgn_ros.ros.bag_flavour import BagPreset, detect_bag_flavour, static_transform, transform_matrix
-from sgn_ros.ros.processes import ros_environment, start_node
+from sgn_ros.ros.processes import RosSession, ros_environment, start_node
 
 log = logging.getLogger("sgn_ros.replay")
 
@@ -178,9 +178,6 @@ def run_replay(bag: str | Path, out: str | Path, variant: str = "sgn-l", checkpo
                timeout: float = 300.0) -> dict[str, Any]:
     """Replay `bag` through sgn_node into `out` (module comment); returns the summary written to
     out/replay.json. `frames` > 0: stop after that many predictions."""
-    import rclpy
-    import rclpy.context
-    import rclpy.executors
     from rosbags.highlevel import AnyReader
 
     from sgn_ros.config import load_config
@@ -232,11 +229,8 @@ def run_replay(bag: str | Path, out: str | Path, variant: str = "sgn-l", checkpo
     wanted = min(frames, n_images) if frames > 0 else n_images
 
     env = ros_environment()
-    ctx = rclpy.context.Context()
-    rclpy.init(context=ctx, domain_id=int(env["ROS_DOMAIN_ID"]))
-    node = rclpy.create_node("sgn_replay", context=ctx)
-    executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
+    session = RosSession("sgn_replay", int(env["ROS_DOMAIN_ID"]))
+    node, executor = session.node, session.executor
     grids: list[Any] = []
     node.create_subscription(SemanticVoxelGrid, "/ssc/grid", grids.append, make_qos("reliable", 10))
     recorder = BagRecorder(node, bag_dir, {"/ssc/grid": "sgn_ros/msg/SemanticVoxelGrid",
@@ -271,7 +265,7 @@ def run_replay(bag: str | Path, out: str | Path, variant: str = "sgn-l", checkpo
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.1)
     finally:
-        close_session(procs, recorder, executor, node, ctx, [node_log, player_log])
+        close_session(procs, recorder, session, [node_log, player_log])
     if len(grids) < wanted:
         log.warning("replay: %d of %d frames predicted; see %s", len(grids), wanted, logs)
 
