@@ -280,6 +280,9 @@ def main() -> int:
     ap.add_argument("--stereo-method", choices=["sgbm", "sgm", "msnet3d"], default=None,
                     help="node parameter stereo_method (refused when the node has no such parameter)")
     ap.add_argument("--fp16", action="store_true")
+    ap.add_argument("--confidence-threshold", type=float, default=0.0,
+                    help="node parameter confidence_threshold: points and markers keep the voxels at or above "
+                         "it (0.77 leaves ~105k of the ~190k voxels sgn-l-synth predicts on full-size frames)")
     ap.add_argument("--startup-timeout", type=float, default=900.0, help="s: model load + warm-up frame")
     ap.add_argument("--drain", type=float, default=None, help="s to wait for outputs after the last frame")
     args = ap.parse_args()
@@ -294,7 +297,8 @@ def main() -> int:
 
     params: dict[str, object] = {"device": args.device, "depth_source": args.depth_source, "fp16": args.fp16,
                                  "input_reliability": "reliable", "input_depth": 10,
-                                 "diagnostics_period": 0.5, "sync_tolerance": 0.001}
+                                 "diagnostics_period": 0.5, "sync_tolerance": 0.001,
+                                 "confidence_threshold": args.confidence_threshold}
     if args.stereo_method is not None:
         if "stereo_method" not in PARAMETERS:
             print("node_rate: this sgn_node has no stereo_method parameter (it matches with OpenCV SGBM)",
@@ -388,6 +392,7 @@ def main() -> int:
     print(f"# sgn_node at {args.rate:g} Hz: config {args.config} ({hw[1]} x {hw[0]} images, grid {grid.dims}), "
           f"device {args.device}, depth_source {args.depth_source}"
           + (f", stereo_method {args.stereo_method}" if args.stereo_method else "")
+          + (f", confidence_threshold {args.confidence_threshold:g}" if args.confidence_threshold else "")
           + f"; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; warm-up answered after {warm_s:.1f} s; "
           f"node exit code {code}; Fast DDS profile {os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE', 'none')}; "
           f"heap kept: {heap}\n")
@@ -403,7 +408,8 @@ def main() -> int:
     print("|---|---:|---:|---:|")
     for row in stage_rows(timed):
         print("| " + " | ".join(row) + " |")
-    parts = [(p, _f(timed, f"{p}_ms_mean")) for p in ("queued", "decode", "waiting", "inference", "publish")]
+    parts = [(p, _f(timed, f"{p}_ms_mean")) for p in ("queued", "decode", "waiting", "inference", "publish",
+                                                      "encode", "send")]
     if any(np.isfinite(v) for _, v in parts):  # where a frame's time in the node goes
         print("\nnode time per frame (windowed means, ms): "
               + ", ".join(f"{p} {v:.0f}" for p, v in parts if np.isfinite(v)))

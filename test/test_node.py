@@ -610,6 +610,9 @@ def test_diagnostics_carry_the_pipeline_stages(points_node, tiny) -> None:
         assert float(after[f"stage.{stage}.p50_ms"]) > 0.0
         assert int(after[f"stage.{stage}.in"]) == int(after[f"stage.{stage}.out"]) + int(
             after[f"stage.{stage}.skipped"]) + int(after[f"stage.{stage}.failed"])
+    # where the publish stage's time goes: encoding the bytes and Publisher.publish (all 3 outputs subscribed)
+    assert float(after["encode_ms_mean"]) > 0.0 and float(after["send_ms_mean"]) > 0.0
+    assert float(after["stage.publish.last_ms"]) > 0.0
 
 
 def test_missing_topic_is_reported(points_node, tiny) -> None:

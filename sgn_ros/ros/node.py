@@ -207,6 +207,8 @@ class _Timing:
     waiting: float  # decoded -> network start (the network still busy with the previous frame)
     inference: float  # SSCPredictor.infer (the network)
     publish: float  # arrays -> messages -> publish
+    encode: float = 0.0  # of which building the outputs' bytes (summed over outputs and threads)
+    send: float = 0.0  # of which Publisher.publish (DDS: copy into shared memory, hand-over)
 
 
 @dataclass(frozen=True)
@@ -551,7 +553,7 @@ class SGNCore:
         """Stage 3: encode the subscribed outputs to CDR bytes and publish; count and time the frame."""
         prediction, work, t_inferred = result
         frame = item[0]
-        self.publish(prediction, frame, work.decoded)
+        encode, send = self.publish(prediction, frame, work.decoded)
         done = time.monotonic()
         with self._lock:
             self._stats["frames_processed"] += 1
@@ -559,7 +561,7 @@ class SGNCore:
                 done=done, latency=done - frame.complete_time, queued=work.t_start - frame.complete_time,
                 decode=work.t_decoded - work.t_start, waiting=work.t_infer - work.t_decoded,
                 inference=t_inferred - work.t_infer,
-                publish=done - t_inferred,
+                publish=done - t_inferred, encode=encode, send=send,
             ))
 
     def _on_stage_error(self, stage: str, e: BaseException, item: Any) -> None:
@@ -713,10 +715,14 @@ class SGNCore:
         """`SSCPredictor` on a decoded frame, in one call (`prepare` then the network)."""
         return self.predictor.infer(self.prepare(decoded))
 
-    def publish(self, prediction: Any, frame: AssembledFrame, decoded: DecodedFrame | None = None) -> None:
+    def publish(self, prediction: Any, frame: AssembledFrame, decoded: DecodedFrame | None = None
+                ) -> tuple[float, float]:
         """Publish one `SSCPrediction` on the enabled, subscribed outputs as serialized bytes
         (`encode_outputs`: one voxel selection for points and markers), stamped with the image's
-        stamp, in grid_frame (or, with grid_frame empty, in the image's frame)."""
+        stamp, in grid_frame (or, with grid_frame empty, in the image's frame).
+
+        Returns (seconds encoding, seconds in Publisher.publish), summed over the outputs (the
+        two threads' times added: /diagnostics encode_ms_mean, send_ms_mean)."""
         p = self._p
         image_header = frame.messages["image"].header
         stamp = (int(image_header.stamp.sec), int(image_header.stamp.nanosec))
@@ -738,15 +744,17 @@ class SGNCore:
         if "markers" in want and now - self._markers_at < float(p["markers_period"]):
             want.discard("markers")
         if not want:
-            return
+            return 0.0, 0.0
         previous, surface_only = self._marker_classes, bool(p["markers_surface_only"])
 
-        def encode_and_publish(kinds: set[str]) -> set[int] | None:
+        def encode_and_publish(kinds: set[str]) -> tuple[set[int] | None, float, float]:
+            t0 = time.perf_counter()
             out, present = enc.encode_outputs(prediction, options, stamp, frame_id, kinds, previous_classes=previous,
                                               surface_only=surface_only)
+            t1 = time.perf_counter()
             for kind, data in out.items():
                 pubs[kind].publish(data)
-            return present if "markers" in out else None
+            return (present if "markers" in out else None), t1 - t0, time.perf_counter() - t1
 
         # points here, markers and grid on the side worker: NumPy releases the GIL in its large
         # array passes, so on two or more cores the stage takes ~3/4 of the one-thread time
@@ -758,10 +766,11 @@ class SGNCore:
             results = [encode_and_publish(here), future.result()]
         else:
             results = [encode_and_publish(want)]
-        present = next((r for r in results if r is not None), None)
+        present = next((r[0] for r in results if r[0] is not None), None)
         if present is not None:
             self._marker_classes = present
             self._markers_at = now
+        return sum(r[1] for r in results), sum(r[2] for r in results)
 
     # ------------------------------------------------------------------ missing inputs
     def _stale_inputs(self) -> list[str]:
@@ -803,7 +812,7 @@ class SGNCore:
         span = (recent[-1].done - recent[0].done) if len(recent) > 1 else 0.0
         rate = (len(recent) - 1) / span if span > 0 else 0.0
         ms = {k: np.array([getattr(w, k) for w in recent]) * 1000.0
-              for k in ("latency", "queued", "decode", "waiting", "inference", "publish")}
+              for k in ("latency", "queued", "decode", "waiting", "inference", "publish", "encode", "send")}
         level, message = DiagnosticStatus.OK, "running"
         stale = self._stale_inputs()
         if stale:
