@@ -331,3 +331,26 @@ def test_voxel_centres_against_loop():
     # points at the centres are inside; the upper faces are outside (half-open)
     assert points_in_grid(loop, grid).all()
     assert not points_in_grid(np.array([grid.upper]), grid).any()
+
+
+def test_fit_image_computes_only_the_kept_window_with_the_same_pixels():
+    """fit_image resizes only the window it keeps: equal, pixel for pixel, to the slow obvious
+    version (resize_image of the whole image, round, then cut the window), for a camera scaled up
+    (a small image with a short focal length) and one scaled down, with padding where it is short."""
+    rng = np.random.default_rng(3)
+    for hw, f in (((70, 200), 110.0), ((720, 1280), 900.0), ((200, 300), 150.0)):
+        img = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
+        K0 = _pinhole(*hw, f)
+        plan = fit_intrinsics(hw, K0, NET, "fit", 707.0)
+        out, K2 = fit_image(img, K0, NET, "fit", 707.0, fill=(9, 8, 7))
+        scaled, _ = resize_image(img, K0, plan.scaled_hw)
+        scaled = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+        expect = np.empty((*NET, 3), np.uint8)
+        expect[...] = (9, 8, 7)
+        for r in range(NET[0]):
+            y = r + plan.top
+            if 0 <= y < plan.scaled_hw[0]:
+                x0, x1 = max(plan.left, 0), min(plan.left + NET[1], plan.scaled_hw[1])
+                expect[r, x0 - plan.left : x1 - plan.left] = scaled[y, x0:x1]
+        np.testing.assert_array_equal(out, expect)
+        np.testing.assert_array_equal(K2, plan.K)

@@ -162,14 +162,24 @@ def resize_image(image: np.ndarray, K: np.ndarray, size: Sequence[int]) -> tuple
     image = np.asarray(image)
     if image.ndim != 3:
         raise ValueError(f"resize_image: expected an (H, W, C) image, got shape {image.shape}")
-    h0, w0 = image.shape[:2]
     h, w = int(size[0]), int(size[1])
     if h <= 0 or w <= 0:
         raise ValueError(f"resize_image: size must be positive (H, W), got {tuple(size)}")
+    h0, w0 = image.shape[:2]
+    return _bilinear(image, (h, w), (0, h), (0, w)), _scaled_K(K, h / h0, w / w0)
+
+
+def _bilinear(image: np.ndarray, size: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """Rows [r0, r1) and columns [c0, c1) of `image` resized to `size` (H', W') as `resize_image`
+    computes them (each output pixel depends only on its own index, so a window of the resized
+    image costs only its own pixels: `fit_image` keeps a network-size window of an image scaled
+    up several times)."""
+    h0, w0 = image.shape[:2]
+    h, w = size
     sy, sx = h / h0, w / w0
     # source coordinates of target pixel centres, clamped at the borders
-    ys = np.clip((np.arange(h) + 0.5) / sy - 0.5, 0, h0 - 1)
-    xs = np.clip((np.arange(w) + 0.5) / sx - 0.5, 0, w0 - 1)
+    ys = np.clip((np.arange(rows[0], rows[1]) + 0.5) / sy - 0.5, 0, h0 - 1)
+    xs = np.clip((np.arange(cols[0], cols[1]) + 0.5) / sx - 0.5, 0, w0 - 1)
     y0 = np.floor(ys).astype(np.int64)
     x0 = np.floor(xs).astype(np.int64)
     y1 = np.minimum(y0 + 1, h0 - 1)
@@ -179,8 +189,7 @@ def resize_image(image: np.ndarray, K: np.ndarray, size: Sequence[int]) -> tuple
     img = image.astype(np.float32)
     top = img[y0][:, x0] * (1 - wx) + img[y0][:, x1] * wx
     bottom = img[y1][:, x0] * (1 - wx) + img[y1][:, x1] * wx
-    out = (top * (1 - wy) + bottom * wy).astype(np.float32)
-    return out, _scaled_K(K, sy, sx)
+    return (top * (1 - wy) + bottom * wy).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -278,13 +287,13 @@ def fit_image(
     plan = fit_intrinsics(image.shape[:2], K, size, mode, focal)
     if plan.scaled_hw is None:
         return crop_or_pad(image, size, fill), plan.K
-    scaled, _ = resize_image(image, K, plan.scaled_hw)
-    scaled = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
     h, w = int(size[0]), int(size[1])
     out = np.empty((h, w, *image.shape[2:]), np.uint8)
     out[...] = np.asarray(fill, dtype=np.float64).round().clip(0, 255).astype(np.uint8)
     hs, ws = plan.scaled_hw
     y0, y1 = max(plan.top, 0), min(plan.top + h, hs)
     x0, x1 = max(plan.left, 0), min(plan.left + w, ws)
-    out[y0 - plan.top : y1 - plan.top, x0 - plan.left : x1 - plan.left] = scaled[y0:y1, x0:x1]
+    if y1 > y0 and x1 > x0:  # only the kept window of the scaled image is computed
+        window = _bilinear(image, (hs, ws), (y0, y1), (x0, x1))
+        out[y0 - plan.top : y1 - plan.top, x0 - plan.left : x1 - plan.left] = np.clip(np.rint(window), 0, 255)
     return out, plan.K

@@ -285,6 +285,7 @@ class SGNCore:
         self._lock = threading.Lock()
         self._pipeline: StagedPipeline | None = None
         self._encode_worker: ThreadPoolExecutor | None = None  # markers + grid beside points (publish)
+        self._odom_seen = False  # an Odometry message has arrived (frames then wait briefly for theirs)
         self._pipeline_drops = 0  # frames dropped by pipelines stopped before (deactivate / activate)
         self._stop = False
         self.predictor = None
@@ -500,6 +501,7 @@ class SGNCore:
                 pass
 
     def _on_odom(self, msg: Odometry) -> None:
+        self._odom_seen = True
         try:
             stamp = dec.stamp_to_ns(msg.header.stamp)
             pose = dec.pose_to_matrix(msg.pose.pose)
@@ -537,7 +539,11 @@ class SGNCore:
         """Give the frame's odometry up to a short grace period: the image can complete a frame a
         few ms before the Odometry of the same stamp arrives on its own topic, and a frame taken
         without its pose would have the current image stand in for every past frame. This runs on
-        the decode stage's thread, never on a callback."""
+        the decode stage's thread, never on a callback. Only where poses come at all: with neither
+        odometry received yet nor an odom_frame in TF there is nothing to wait for (a camera-only
+        replay would otherwise lose the grace period on every frame)."""
+        if not self._odom_seen and not self._p["odom_frame"]:
+            return
         deadline = time.monotonic() + max(0.1, 5.0 * float(self._p["sync_tolerance"]))
         while self._assembler.pose(frame) is None and time.monotonic() < deadline and not self._stop:
             time.sleep(0.002)
