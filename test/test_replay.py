@@ -45,6 +45,7 @@ def _replay(bag: Path, out: Path) -> dict:
     result = json.loads((out / "replay.json").read_text())
     assert result["frames_predicted"] == 2 and len(result["pictures"]) == 2, result
     assert result["recorded_messages"]["/ssc/grid"] == 2
+    assert result["recorded_messages"].get("/ssc/markers", 0) >= 1  # markers on, recorded
     assert list((out / "outputs_bag").glob("*.mcap"))
     return result
 

@@ -223,7 +223,7 @@ def run_replay(bag: str | Path, out: str | Path, variant: str = "sgn-l", checkpo
     checkpoint, weights_note = resolve_weights(cfg.name, checkpoint, "replay")
     untrained = not checkpoint
     params.update({"variant": str(variant), "dataset": dataset, "checkpoint": str(checkpoint), "device": device,
-                   "input_reliability": "reliable", "input_depth": 10, "publish_markers": False})
+                   "input_reliability": "reliable", "input_depth": 10})
     image_topic = params["image_topic"]
     n_images = summary.counts.get(image_topic, 0)
     wanted = min(frames, n_images) if frames > 0 else n_images
@@ -235,6 +235,7 @@ def run_replay(bag: str | Path, out: str | Path, variant: str = "sgn-l", checkpo
     node.create_subscription(SemanticVoxelGrid, "/ssc/grid", grids.append, make_qos("reliable", 10))
     recorder = BagRecorder(node, bag_dir, {"/ssc/grid": "sgn_ros/msg/SemanticVoxelGrid",
                                            "/ssc/points": "sensor_msgs/msg/PointCloud2",
+                                           "/ssc/markers": "visualization_msgs/msg/MarkerArray",
                                            "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"})
     node_log = open(logs / "sgn_node.log", "wb")  # noqa: SIM115  closed below
     player_log = open(logs / "bag_player.log", "wb")  # noqa: SIM115
