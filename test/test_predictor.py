@@ -216,6 +216,26 @@ def test_cuda_inputs_match_cpu(inputs):
         torch.testing.assert_close(b.points[0].cpu(), a.points[0], atol=1e-5, rtol=0)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fits_a_scaled_camera_on_the_device_like_the_cpu():
+    """A camera that must be scaled (focal length twice the training one) is uploaded and fitted
+    on the GPU: the network images equal the CPU predictor's up to one grey level (FMA rounding)."""
+    rng = np.random.default_rng(5)
+    h, w = 150, 360
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    K = np.array([[160.0, 0.0, w / 2], [0.0, 160.0, h / 2], [0.0, 0.0, 1.0]])
+    T = np.eye(4)
+    T[:3, :3] = [[0, -1, 0], [0, 0, -1], [1, 0, 0]]
+    pts = np.random.default_rng(6).uniform([2, -20, -2], [40, 20, 2], (4000, 3)).astype(np.float32)
+    cpu = SSCPredictor(_tiny_cfg(), device="cpu")
+    gpu = SSCPredictor(_tiny_cfg(), device="cuda")
+    a, b = cpu.prepare_batch(img, K, T, points=pts), gpu.prepare_batch(img, K, T, points=pts)
+    torch.testing.assert_close(b.intrinsics.cpu(), a.intrinsics, atol=0, rtol=0)
+    one_level = 1.0 / 255.0 / min(cpu.cfg.data.image_std) + 1e-6
+    assert (b.images.cpu() - a.images).abs().max() <= one_level
+
+
 def test_projection_tables_once_per_camera_geometry_in_float64(predictor, inputs):
     """The predictor owns camera input -> network input: the batch carries FLoSP tables made from
     the float64 geometry, computed once per camera (a fixed camera projects once)."""

@@ -216,8 +216,11 @@ class SSCPredictor:
         return self.cfg.data.num_frames
 
     # ----------------------------------------------------------------- camera input -> network input
-    def fit_camera(self, image: np.ndarray, K: np.ndarray, mode: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-        """A camera image (H, W, 3) uint8 of any size and its K -> the network's image size and K.
+    def fit_camera(
+        self, image: np.ndarray | torch.Tensor, K: np.ndarray, mode: str = "auto"
+    ) -> tuple[np.ndarray | torch.Tensor, np.ndarray]:
+        """A camera image (H, W, 3) uint8 of any size and its K -> the network's image size and K
+        (a tensor image is fitted on its own device, see `sgn_ros.geometry.fit_image`).
 
         Modes of `sgn_ros.geometry.fit_intrinsics`: ``crop`` keeps the top-left
         cfg.data.image_size (K unchanged; a smaller image is padded with the mean colour later,
@@ -225,8 +228,8 @@ class SSCPredictor:
         images' focal length) and cuts / pads (mean colour) keeping the horizon and near road;
         ``resize`` stretches; ``auto`` = ``crop`` for KITTI-size images, else ``fit``.
         """
-        K = check_intrinsics(K, "K", image.shape[:2])
-        plan = fit_intrinsics(image.shape[:2], K, self.cfg.data.image_size, mode, self.cfg.data.reference_focal)
+        K = check_intrinsics(K, "K", tuple(image.shape[:2]))
+        plan = fit_intrinsics(tuple(image.shape[:2]), K, self.cfg.data.image_size, mode, self.cfg.data.reference_focal)
         if plan.scaled_hw is None:
             h, w = self.cfg.data.image_size
             return image[:h, :w], plan.K
@@ -401,8 +404,9 @@ class SSCPredictor:
         self, imgs: list[np.ndarray], ks: list[np.ndarray], mode: str
     ) -> tuple[torch.Tensor, list[np.ndarray]]:
         """(F, 3, H', W') normalised images on the device and their K. The uint8 pixels are
-        cropped / resized on the host, normalised on the device, then padded with 0 = the mean
-        colour (a top-left crop / pad keeps K); a repeated image is converted once."""
+        cropped / resized (on the host for a CPU predictor; uploaded first and fitted on the
+        device otherwise), normalised on the device, then padded with 0 = the mean colour (a
+        top-left crop / pad keeps K); a repeated image is converted once."""
         h, w = self.cfg.data.image_size
         mean, std = self.cfg.data.image_mean, self.cfg.data.image_std
         out = torch.empty((len(imgs), 3, h, w), dtype=torch.float32, device=self.device)
@@ -412,8 +416,12 @@ class SSCPredictor:
             if id(im) in done:
                 out[i].copy_(out[done[id(im)][0]])
             else:
-                fitted, k_net = self.fit_camera(im, k, mode)
-                pixels = torch.from_numpy(np.ascontiguousarray(fitted)).to(self.device, non_blocking=True)
+                if self.device.type == "cpu":
+                    fitted, k_net = self.fit_camera(im, k, mode)
+                    pixels = torch.from_numpy(np.ascontiguousarray(fitted))
+                else:
+                    upload = torch.from_numpy(np.ascontiguousarray(im)).to(self.device, non_blocking=True)
+                    pixels, k_net = self.fit_camera(upload, k, mode)
                 normalize_image(pixels, mean, std, out=out[i])
                 done[id(im)] = (i, k_net)
             fitted_ks.append(done[id(im)][1])
