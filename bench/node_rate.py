@@ -210,6 +210,19 @@ def _cloud(points: np.ndarray, header):
     return m
 
 
+def _rss_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MiB from /proc (NaN where unreadable)."""
+    out = {"VmRSS": float("nan"), "VmHWM": float("nan")}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in out:
+                out[key] = int(value.split()[0]) / 1024.0
+    except (OSError, ValueError):
+        pass
+    return out["VmRSS"], out["VmHWM"]
+
+
 def _pct(values, q) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
@@ -367,6 +380,7 @@ def main() -> int:
         if not replay.diagnostics and diag_seen:
             print("node_rate: no /diagnostics after the replay", file=sys.stderr)
     finally:
+        rss = _rss_mb(proc.pid)  # the node's resident and peak memory, before it stops
         code = stop_process(proc, 30.0)
         log.close()
         replay.close()
@@ -395,7 +409,7 @@ def main() -> int:
           + (f", confidence_threshold {args.confidence_threshold:g}" if args.confidence_threshold else "")
           + f"; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; warm-up answered after {warm_s:.1f} s; "
           f"node exit code {code}; Fast DDS profile {os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE', 'none')}; "
-          f"heap kept: {heap}\n")
+          f"heap kept: {heap}; sgn_node memory at the end: RSS {rss[0]:.0f} MiB, peak {rss[1]:.0f} MiB\n")
     if replay.voxels:
         print(f"occupied voxels per frame p50 {int(np.median(replay.voxels))}; message sizes MB: "
               + ", ".join(f"{k} {v / 1e6:.2f}" for k, v in replay.bytes.items()) + "\n")
