@@ -13,7 +13,7 @@ REQS := requirements/constraints.txt requirements/base.txt requirements/cpu.txt 
 # Environment for everything that touches ROS: the venv is an ament prefix (ROS 2 from PyPI wheels).
 ROS_ENV := source scripts/ros_env.sh &&
 
-.PHONY: venv ros-build test test-fast lint demo demo-weights stereo-weights bench clean
+.PHONY: venv ros-build test test-fast lint demo demo-weights stereo-weights bench device-bundle clean
 
 venv: $(STAMP)
 
@@ -65,6 +65,10 @@ stereo-weights: $(STAMP)
 
 bench: $(STAMP)
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+# what scripts/device_check.sh needs on a lent GPU machine (spconv-cu126 for Python 3.12, ~43 MiB)
+device-bundle:
+	bash scripts/device_bundle.sh
 
 clean:
 	rm -rf build install log demo_out .pytest_cache .ruff_cache
