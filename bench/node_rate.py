@@ -85,19 +85,16 @@ class Replay:
     """Publishers of camera input, subscribers of sgn_node's outputs and /diagnostics."""
 
     def __init__(self, domain_id: int) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
         from sgn_ros.msg import SemanticVoxelGrid
         from visualization_msgs.msg import MarkerArray
 
-        self.ctx = rclpy.Context()
-        rclpy.init(context=self.ctx, domain_id=domain_id)
-        self.node = rclpy.create_node(f"node_rate_{os.getpid()}", context=self.ctx)
-        self.executor = SingleThreadedExecutor(context=self.ctx)
-        self.executor.add_node(self.node)
+        from sgn_ros.ros.processes import RosSession
+
+        self.session = RosSession(f"node_rate_{os.getpid()}", domain_id)
+        self.node, self.executor = self.session.node, self.session.executor
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         topics = {"image": (Image, "image"), "info": (CameraInfo, "camera_info"),
                   "right_image": (Image, "right/image"), "right_info": (CameraInfo, "right/camera_info"),
@@ -193,11 +190,7 @@ class Replay:
         self.pub["image"].publish(image(frames.left, "rgb8"))
 
     def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.ctx)
+        self.session.close()
 
 
 def _cloud(points: np.ndarray, header):

