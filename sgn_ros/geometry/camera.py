@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch is imported only where a tensor image is fitted
+    import torch
 
 __all__ = [
     "check_intrinsics",
@@ -198,7 +202,9 @@ def _bilinear(image: np.ndarray, size: tuple[int, int], rows: tuple[int, int], c
     return (top * (1 - wy) + bottom * wy).astype(np.float32)
 
 
-def _bilinear_tensor(image, size: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]):
+def _bilinear_tensor(
+    image: torch.Tensor, size: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int]
+) -> torch.Tensor:
     """`_bilinear` of a torch image (H, W, C) on its own device: the same taps and the same
     float64 arithmetic in the same order, so a GPU predictor fits camera images where the
     pixels already are (equal to the NumPy result up to fused multiply-adds: at most one grey
@@ -298,9 +304,9 @@ def _scaled_K(K: np.ndarray, sy: float, sx: float) -> np.ndarray:
 
 
 def fit_image(
-    image, K: np.ndarray, size: Sequence[int], mode: str = "auto",
+    image: np.ndarray | torch.Tensor, K: np.ndarray, size: Sequence[int], mode: str = "auto",
     focal: float | None = None, fill: float | Sequence[float] = 0,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray | torch.Tensor, np.ndarray]:
     """Bring a uint8 camera image (H, W, 3) and its K to the network input size (H', W').
 
     The modes are `fit_intrinsics`'s (``auto`` = the reference's top-left crop for KITTI-size
