@@ -339,6 +339,7 @@ def test_outputs_match_predictor(points_node, tiny) -> None:
     # the node's input_mode default, auto, is the predictor's: a KITTI-like size is cropped
     pred = predictor.predict(image, K_CAM, np.linalg.inv(_camera_to_grid()), points=points)
     _check_outputs(h, stamp, pred, grid, load_label_set("semantickitti").colors_rgb)
+    assert "Fast DDS profile from FASTDDS_DEFAULT_PROFILES_FILE" in node.log()  # the transport in use, said once
 
 
 def test_parameter_pose_attaches_the_grid_to_the_camera(points_node) -> None:
@@ -746,8 +747,10 @@ def test_stop_abandons_a_long_inference(ros_env, tiny) -> None:
 
 
 def test_markers_period_thins_markers_only(ros_env, tiny, tmp_path) -> None:
-    """markers_period 60 s: every frame gets points and grid, only the first a MarkerArray."""
-    env = _with_domain(ros_env)
+    """markers_period 60 s: every frame gets points and grid, only the first a MarkerArray. This node
+    runs without the project's Fast DDS profile (as `ros2 run` would): it works, and says how to
+    get the shared-memory transport."""
+    env = {**_with_domain(ros_env), "FASTDDS_DEFAULT_PROFILES_FILE": ""}
     node = NodeProcess(tmp_path / "node.log", env, {
         "variant": tiny["config"], "checkpoint": tiny["checkpoint"], "device": "cpu", "depth_source": "points",
         "markers_period": 60.0})
@@ -768,6 +771,7 @@ def test_markers_period_thins_markers_only(ros_env, tiny, tmp_path) -> None:
                 node.log()
         h.spin_until(lambda: False, 0.5)
         assert not any(s in h.received["markers"] for s in later), sorted(h.received["markers"])
+        assert "FASTDDS_DEFAULT_PROFILES_FILE is not set" in node.log() and "fastdds_profile.xml" in node.log()
     finally:
         h.close()
         assert node.stop() == 0, node.log()

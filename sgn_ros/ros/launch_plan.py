@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from sgn_ros.ros.processes import dds_environment
+
 NODE_NAME = "sgn_node"
 #: launch arguments that override the node's parameters only when given (non-empty).
 OVERRIDES = ("variant", "checkpoint", "device")
@@ -110,24 +112,6 @@ class LaunchPlan:
     infos: list[str] = field(default_factory=list)
     #: environment added to every process started (the Fast DDS profile, see `dds_environment`)
     environment: dict[str, str] = field(default_factory=dict)
-
-
-#: rmw implementations that read a Fast DDS XML profile
-FASTDDS_RMWS = ("", "rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp")
-
-
-def dds_environment(share: Path, environ: Mapping[str, str]) -> tuple[dict[str, str], str]:
-    """(environment to add, a line saying what) for the launched processes: the package's Fast
-    DDS profile (config/fastdds_profile.xml: fast discovery and a 32 MiB shared-memory segment,
-    without which each multi-megabyte image or output goes out in 64 KiB fragments, 3x slower) when
-    the rmw is Fast DDS and the user has not chosen a profile of their own."""
-    profile = share / "config" / "fastdds_profile.xml"
-    rmw = environ.get("RMW_IMPLEMENTATION", "")
-    if environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
-        return {}, f"Fast DDS profile from FASTDDS_DEFAULT_PROFILES_FILE: {environ['FASTDDS_DEFAULT_PROFILES_FILE']}"
-    if rmw not in FASTDDS_RMWS or not profile.is_file():
-        return {}, f"RMW_IMPLEMENTATION={rmw}: no Fast DDS profile set"
-    return {"FASTDDS_DEFAULT_PROFILES_FILE": str(profile)}, f"Fast DDS profile {profile} (shared-memory transport)"
 
 
 def plan_launch(args: Mapping[str, str], share: Path, have_executable: Callable[[str], bool] | None = None,

@@ -337,6 +337,7 @@ class SGNCore:
             _warning(self.get_logger())("no checkpoint given: the network has UNTRAINED random weights")
         elif source.startswith("bundled:"):
             _warning(self.get_logger())(f"no checkpoint given: using the {source}")
+        self._check_transport()
         self._temporal = tuple(int(t) for t in self.cfg.data.temporal)
         self._view_checked: set[Any] = set()  # camera geometries whose view of the grid was checked
 
@@ -457,6 +458,29 @@ class SGNCore:
         for pub in (self._pub_points, self._pub_markers, self._pub_grid, self._pub_diag):
             self.destroy_publisher(pub)
         self.predictor = None
+
+    def _check_transport(self) -> None:
+        """Say which Fast DDS profile carries the megabyte messages; warn where none is set (a
+        node started by `ros2 run` rather than sgn.launch.py): each image and output then goes
+        out in 64 KiB fragments, ~3x slower, and a lost fragment waits for the next heartbeat."""
+        import os
+
+        from sgn_ros.config import config_dir
+        from sgn_ros.ros.processes import dds_environment
+
+        try:
+            share = config_dir().parent
+        except FileNotFoundError:
+            return
+        missing, line = dds_environment(share, os.environ)
+        if missing:
+            _warning(self.get_logger())(
+                "FASTDDS_DEFAULT_PROFILES_FILE is not set: Fast DDS sends each multi-megabyte image and output in "
+                "64 KiB fragments (~3x slower; README 'Transport of the big messages'). Start sgn_node through "
+                f"sgn.launch.py, or export FASTDDS_DEFAULT_PROFILES_FILE={missing['FASTDDS_DEFAULT_PROFILES_FILE']} "
+                "for every process of the robot")
+        else:
+            self.get_logger().info(line)
 
     # ------------------------------------------------------------------ callbacks (never block)
     def _warn(self, text: str, kind: str = "input") -> None:
