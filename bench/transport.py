@@ -48,19 +48,20 @@ def _child(role: str, size: int, count: int) -> int:
     from sgn_ros.allocator import keep_heap
 
     keep_heap()  # does nothing with SGN_ROS_KEEP_HEAP=0
-    import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_msgs.msg import UInt8MultiArray
 
-    rclpy.init()
-    node = rclpy.create_node(f"transport_{role}_{os.getpid()}")
+    from sgn_ros.ros.processes import RosSession
+
+    session = RosSession(f"transport_{role}_{os.getpid()}")  # ROS_DOMAIN_ID from _env
+    node = session.node
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     try:
         if role == "pub":
             pub = node.create_publisher(UInt8MultiArray, "transport_bench", qos)
             end = time.monotonic() + 30.0
             while pub.get_subscription_count() == 0 and time.monotonic() < end:
-                rclpy.spin_once(node, timeout_sec=0.05)
+                session.spin_once(0.05)
             time.sleep(1.0)  # discovery settled on both sides
             buf = bytearray(size)
             buf[0:4] = b"\x00\x01\x00\x00"  # CDR little-endian; a valid UInt8MultiArray: empty layout,
@@ -82,11 +83,10 @@ def _child(role: str, size: int, count: int) -> int:
                                      qos, raw=True)
             end = time.monotonic() + 60.0
             while len(lat) < count + 1 and time.monotonic() < end:
-                rclpy.spin_once(node, timeout_sec=0.05)
+                session.spin_once(0.05)
             print(" ".join(f"{1000.0 * v:.3f}" for v in lat[1:]), flush=True)
     finally:
-        node.destroy_node()
-        rclpy.shutdown()
+        session.close()
     return 0
 
 

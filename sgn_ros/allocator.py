@@ -21,20 +21,11 @@ import ctypes
 import ctypes.util
 import os
 
-__all__ = ["keep_heap", "HEAP_ENV"]
+__all__ = ["keep_heap"]
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 #: glibc's limit for M_MMAP_THRESHOLD on 64-bit (HEAP_MAX_SIZE / 2)
 _MMAP_MAX = 32 << 20
-
-#: The same settings as environment variables, for child processes not written in Python (glibc
-#: reads them at start-up).
-HEAP_ENV = {
-    "MALLOC_TRIM_THRESHOLD_": str(512 << 20),
-    "MALLOC_TOP_PAD_": str(64 << 20),
-    "MALLOC_MMAP_THRESHOLD_": str(_MMAP_MAX),
-}
-
 
 def keep_heap(trim_threshold: int = 512 << 20, top_pad: int = 64 << 20, mmap_threshold: int = _MMAP_MAX) -> bool:
     """Tune this process's glibc allocator to keep freed memory for reuse (see module comment).

@@ -132,23 +132,35 @@ def stereo_baseline_from_P(P_left: np.ndarray, P_right: np.ndarray, name: str = 
     return float(b)
 
 
-def crop_or_pad(image: np.ndarray, size: Sequence[int], fill: float | Sequence[float] = 0) -> np.ndarray:
+def crop_or_pad(
+    image: np.ndarray | torch.Tensor, size: Sequence[int], fill: float | Sequence[float] = 0
+) -> np.ndarray | torch.Tensor:
     """Bring an (H, W, ...) array to `size` = (H', W') anchored at the top-left corner.
 
     Rows / columns beyond (H', W') are cut (``image[:H', :W']``, the reference's crop of KITTI
     images to 370 x 1220); missing ones are added at the bottom / right with `fill`. Either way
-    pixel (u, v) keeps its coordinates, so the intrinsics K stay unchanged.
+    pixel (u, v) keeps its coordinates, so the intrinsics K stay unchanged. A torch tensor stays
+    on its device, padded with the same fill values as an array of its dtype would be.
     """
     h, w = int(size[0]), int(size[1])
     if h <= 0 or w <= 0:
         raise ValueError(f"crop_or_pad: size must be positive (H, W), got {tuple(size)}")
-    image = np.asarray(image)
+    is_tensor = type(image).__module__.startswith("torch")
+    if not is_tensor:
+        image = np.asarray(image)
     if image.ndim < 2:
-        raise ValueError(f"crop_or_pad: expected an (H, W, ...) array, got shape {image.shape}")
+        raise ValueError(f"crop_or_pad: expected an (H, W, ...) array, got shape {tuple(image.shape)}")
     out = image[:h, :w]
     if out.shape[0] == h and out.shape[1] == w:
         return out
-    padded = np.full((h, w, *image.shape[2:]), fill, dtype=image.dtype)
+    if is_tensor:
+        import torch
+
+        np_dtype = torch.empty(0, dtype=image.dtype).numpy().dtype
+        value = torch.from_numpy(np.full(tuple(image.shape[2:]), fill, dtype=np_dtype).copy()).to(image.device)
+        padded = value.expand(h, w, *image.shape[2:]).clone()
+    else:
+        padded = np.full((h, w, *image.shape[2:]), fill, dtype=image.dtype)
     padded[: out.shape[0], : out.shape[1]] = out
     return padded
 
@@ -322,6 +334,8 @@ def fit_image(
     if not is_tensor:
         image = np.asarray(image)
     plan = fit_intrinsics(tuple(image.shape[:2]), K, size, mode, focal)
+    if plan.scaled_hw is None:
+        return crop_or_pad(image, size, fill), plan.K
     h, w = int(size[0]), int(size[1])
     fill_u8 = np.broadcast_to(np.asarray(fill, dtype=np.float64).round().clip(0, 255).astype(np.uint8),
                               image.shape[2:])
@@ -331,14 +345,8 @@ def fit_image(
         out = torch.empty((h, w, *image.shape[2:]), dtype=torch.uint8, device=image.device)
         out[...] = torch.tensor(fill_u8.tolist(), dtype=torch.uint8, device=image.device)
     else:
-        if plan.scaled_hw is None:
-            return crop_or_pad(image, size, fill), plan.K
         out = np.empty((h, w, *image.shape[2:]), np.uint8)
         out[...] = fill_u8
-    if plan.scaled_hw is None:  # a tensor's top-left crop / pad (crop_or_pad's rule)
-        ch, cw = min(h, image.shape[0]), min(w, image.shape[1])
-        out[:ch, :cw] = image[:ch, :cw]
-        return out, plan.K
     hs, ws = plan.scaled_hw
     y0, y1 = max(plan.top, 0), min(plan.top + h, hs)
     x0, x1 = max(plan.left, 0), min(plan.left + w, ws)

@@ -285,7 +285,6 @@ class SGNCore:
         self._lock = threading.Lock()
         self._pipeline: StagedPipeline | None = None
         self._encode_worker: ThreadPoolExecutor | None = None  # markers beside points + grid (publish)
-        self._odom_seen = False  # an Odometry message has arrived (frames then wait briefly for theirs)
         self._pipeline_drops = 0  # frames dropped by pipelines stopped before (deactivate / activate)
         self._stop = False
         self.predictor = None
@@ -525,7 +524,6 @@ class SGNCore:
                 pass
 
     def _on_odom(self, msg: Odometry) -> None:
-        self._odom_seen = True
         try:
             stamp = dec.stamp_to_ns(msg.header.stamp)
             pose = dec.pose_to_matrix(msg.pose.pose)
@@ -566,7 +564,7 @@ class SGNCore:
         the decode stage's thread, never on a callback. Only where poses come at all: with neither
         odometry received yet nor an odom_frame in TF there is nothing to wait for (a camera-only
         replay would otherwise lose the grace period on every frame)."""
-        if not self._odom_seen and not self._p["odom_frame"]:
+        if not self._p["odom_frame"] and not self._assembler.counts()["odom"].received:
             return
         deadline = time.monotonic() + max(0.1, 5.0 * float(self._p["sync_tolerance"]))
         while self._assembler.pose(frame) is None and time.monotonic() < deadline and not self._stop:
