@@ -7,6 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
+# the C extension sgn_ros.ros._cdr_fill, built in place (pip install -e .) again when its source changes
+NATIVE := $(VENV)/.native
 # ROS 2 wheels: Kilted by default; `ROS_REQS=requirements/ros-jazzy.txt` for Jazzy.
 ROS_REQS ?= requirements/ros.txt
 REQS := requirements/constraints.txt requirements/base.txt requirements/cpu.txt $(ROS_REQS) requirements/dev.txt setup.cfg setup.py
@@ -24,7 +26,11 @@ $(STAMP): $(REQS)
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-ros-build: $(STAMP)
+$(NATIVE): $(STAMP) sgn_ros/ros/_cdr_fill.c
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $(NATIVE)
+
+ros-build: $(NATIVE)
 	bash scripts/build_ros.sh
 
 lint: $(STAMP)
@@ -34,7 +40,7 @@ test: $(STAMP) ros-build
 	$(VENV)/bin/ruff check sgn_ros test bench launch
 	$(ROS_ENV) $(PY) -m pytest -q test
 
-test-fast: $(STAMP)
+test-fast: $(NATIVE)
 	$(PY) -m pytest -q -m "not slow and not ros" test
 
 demo: $(STAMP) ros-build

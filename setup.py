@@ -6,7 +6,9 @@ generates the messages of msg/. Metadata lives in setup.cfg.
 
 from pathlib import Path
 
-from setuptools import setup
+import sys
+
+from setuptools import Extension, setup
 
 
 def _tree(src: str, dst: str) -> list[tuple[str, list[str]]]:
@@ -18,7 +20,17 @@ def _tree(src: str, dst: str) -> list[tuple[str, list[str]]]:
     return sorted(out.items())
 
 
+# The fused per-voxel passes of sgn_ros.ros.wire (sgn_ros/ros/_cdr_fill.c, plain C on the CPython
+# API). Without fused multiply-adds, so that its arithmetic equals the NumPy passes bit for bit.
+# A source tree where it is not built falls back to NumPy (same bytes, slower).
+_CDR_FILL = Extension(
+    "sgn_ros.ros._cdr_fill",
+    sources=["sgn_ros/ros/_cdr_fill.c"],
+    extra_compile_args=[] if sys.platform == "win32" else ["-O3", "-ffp-contract=off"],
+)
+
 setup(
+    ext_modules=[_CDR_FILL],
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/sgn_ros"]),
         ("share/sgn_ros", ["package.xml"]),

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 # What each output of sgn_node costs, build + serialization, on a full 256 x 256 x 32 prediction:
 # the message objects of sgn_ros.ros.encoders.prediction_to_* (then serialize_message, as publish()
-# of an object does: "before") versus the bytes of encoders.encode_outputs / sgn_ros.ros.wire
-# written directly, which publish() sends as they are ("after").
+# of an object does) versus the bytes of encoders.encode_outputs / sgn_ros.ros.wire written
+# directly, which publish() sends as they are: by its NumPy passes and by its native ones (the C
+# extension sgn_ros.ros._cdr_fill, what the node uses; both give the same bytes, checked here).
+# The process keeps its heap as sgn_node does (sgn_ros.allocator).
 # Two scenes: the node_overhead bench's random ~5 % occupied grid (~105k voxels), and a synthetic
 # street (sgn_ros.data.synth ground truth: solid ground and buildings) where the markers' free-face
 # filter matters. Last, publish() of wire's bytes through Fast DDS to a subscriber in this process.
@@ -75,23 +77,25 @@ def bench_scene(name: str, labels: np.ndarray, conf: np.ndarray, repeat: int) ->
     rows = []
 
     def row(output, old, new, note=""):
-        o, n = _times_ms(old, repeat) if old is not None else None, _times_ms(new, repeat)
-        size = len(new())
-        rows.append((name, occupied, output, o, n, size, note))
+        """`new(native)`: the wire bytes by the NumPy passes (False) and the native ones (True)."""
+        o = _times_ms(old, repeat) if old is not None else None
+        n, c = _times_ms(lambda: new(False), repeat), _times_ms(lambda: new(True), repeat)
+        assert new(False) == new(True), f"{output}: the native bytes differ"
+        rows.append((name, occupied, output, o, n, c, len(new(True)), note))
 
     row("PointCloud2",
         lambda: serialize_message(enc.prediction_to_pointcloud2(pred, opts, header)),
-        lambda: wire.pointcloud2_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf))
+        lambda nat: wire.pointcloud2_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf, native=nat))
     row("SemanticVoxelGrid",
         lambda: serialize_message(enc.prediction_to_voxel_grid(pred, opts, header)),
-        lambda: wire.voxel_grid_bytes(labels, grid, ls.names, ls.colors_rgb, stamp, "sgn_grid", conf))
+        lambda nat: wire.voxel_grid_bytes(labels, grid, ls.names, ls.colors_rgb, stamp, "sgn_grid", conf, native=nat))
     row("MarkerArray",
         lambda: serialize_message(enc.prediction_to_marker_array(pred, opts, header, cache=cache)[0]),
-        lambda: wire.marker_array_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf)[0],
+        lambda nat: wire.marker_array_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf, native=nat)[0],
         "objects: Point objects cached")
 
-    def all_three():
-        out, _ = enc.encode_outputs(pred, opts, stamp, "sgn_grid")
+    def all_three(nat):
+        out, _ = enc.encode_outputs(pred, opts, stamp, "sgn_grid", native=nat)
         return b"".join(out.values())
 
     def all_three_today():
@@ -99,10 +103,11 @@ def bench_scene(name: str, labels: np.ndarray, conf: np.ndarray, repeat: int) ->
         serialize_message(enc.prediction_to_marker_array(pred, opts, header, cache=cache)[0])
         return serialize_message(enc.prediction_to_voxel_grid(pred, opts, header))
 
-    row("all three", all_three_today, all_three, "encode_outputs: one shared voxel selection")
+    row("all three", all_three_today, all_three, "encode_outputs, one thread")
     surface = len(wire.occupied_voxels(labels, grid, conf, surface_only=True)[0])
     row("MarkerArray, surface_only", None,
-        lambda: wire.marker_array_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf, surface_only=True)[0],
+        lambda nat: wire.marker_array_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf, surface_only=True,
+                                            native=nat)[0],
         f"{surface} cubes with a free face")
     return rows
 
@@ -153,7 +158,10 @@ def main() -> int:
     ap.add_argument("--no-dds", action="store_true", help="skip publishing through Fast DDS")
     args = ap.parse_args()
 
+    from sgn_ros.allocator import keep_heap
     from sgn_ros.grid import DEFAULT_GRID
+
+    keep_heap()  # as sgn_node: megabyte buffers reused, not page-faulted in again
     from sgn_ros.labels import load_label_set
 
     ls = load_label_set("semantickitti")
@@ -163,14 +171,14 @@ def main() -> int:
     rows = bench_scene("random 5 %", *random_scene(DEFAULT_GRID, ls.num_classes), args.repeat)
     if not args.no_street:
         rows += bench_scene("synthetic street", *street_scene(DEFAULT_GRID, ls), args.repeat)
-    print("| scene | occupied | output | before: prediction_to_* + serialize_message | after: wire bytes "
-          "| speed-up (CPU) | MiB | note |")
-    print("|---|---:|---|---:|---:|---:|---:|---|")
-    for scene, occ, output, old, new, size, note in rows:
+    print("| scene | occupied | output | message objects: prediction_to_* + serialize_message "
+          "| wire bytes, NumPy passes | wire bytes, native passes | speed-up (CPU, objects / native) | MiB | note |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---|")
+    for scene, occ, output, old, numpy_t, native_t, size, note in rows:
         o = " / ".join(f"{v:.1f}" for v in old) if old is not None else "-"
-        x = f"{old[2] / new[2]:.0f}x" if old is not None else "-"
-        n = " / ".join(f"{v:.1f}" for v in new)
-        print(f"| {scene} | {occ} | {output} | {o} | {n} | {x} | {size / 2**20:.2f} | {note} |")
+        x = f"{old[2] / native_t[2]:.0f}x" if old is not None else "-"
+        a, b = (" / ".join(f"{v:.1f}" for v in t) for t in (numpy_t, native_t))
+        print(f"| {scene} | {occ} | {output} | {o} | {a} | {b} | {x} | {size / 2**20:.2f} | {note} |")
     if not args.no_dds:
         print("\n| publish(wire bytes), subscriber in this process | ms median / min | received |")
         print("|---|---:|---:|")

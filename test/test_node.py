@@ -340,6 +340,7 @@ def test_outputs_match_predictor(points_node, tiny) -> None:
     pred = predictor.predict(image, K_CAM, np.linalg.inv(_camera_to_grid()), points=points)
     _check_outputs(h, stamp, pred, grid, load_label_set("semantickitti").colors_rgb)
     assert "Fast DDS profile from FASTDDS_DEFAULT_PROFILES_FILE" in node.log()  # the transport in use, said once
+    assert "outputs serialized by the native passes" in node.log()  # the C extension is built (make / colcon)
 
 
 def test_parameter_pose_attaches_the_grid_to_the_camera(points_node) -> None:

@@ -2,7 +2,9 @@
 # message objects sgn_ros.ros.encoders builds from the same prediction (the slow obvious version;
 # every byte but Fast CDR's alignment padding, which rclpy leaves uninitialised), against rosbags' independent CDR
 # serializer (every byte: it zeroes padding, as wire does), against rclpy's deserializer (field by
-# field), and one real publish of the bytes over Fast DDS to a subscriber.
+# field), and one real publish of the bytes over Fast DDS to a subscriber. Both ways to the bytes
+# are tested (`native`): the NumPy passes and the C extension sgn_ros.ros._cdr_fill, which the build
+# (make / colcon build / pip install) compiles, so a missing build fails here.
 """sgn_ros.ros.wire: vectorised CDR serialisers of the prediction outputs."""
 
 from __future__ import annotations
@@ -105,13 +107,15 @@ CASES = [(g, k) for g in GRIDS for k in ("random", "empty", "full")]
 
 @pytest.mark.parametrize("transform", [False, True])
 @pytest.mark.parametrize(("grid_name", "kind"), CASES)
-def test_pointcloud2_bytes_equal_conversions(grid_name: str, kind: str, transform: bool) -> None:
+@pytest.mark.parametrize("native", [False, True], ids=["numpy", "native"])
+def test_pointcloud2_bytes_equal_conversions(grid_name: str, kind: str, transform: bool, native: bool) -> None:
     grid = GRIDS[grid_name]
     labels, conf = _prediction(grid, kind)
     T = TRANSFORM if transform else None
     for confidence, thr, with_conf in ((conf, 0.0, True), (conf, 0.3, True), (conf, 0.3, False), (None, 0.5, True)):
         ref = ref_pointcloud2(labels, grid, LS.colors_rgb, _header(), confidence, thr, T, with_conf)
-        ours = wire.pointcloud2_bytes(labels, grid, LS.colors_rgb, STAMP, FRAME, confidence, thr, T, with_conf)
+        ours = wire.pointcloud2_bytes(labels, grid, LS.colors_rgb, STAMP, FRAME, confidence, thr, T, with_conf,
+                                      native=native)
         if T is None:
             _check_bytes(ours, ref, "sensor_msgs/msg/PointCloud2")
         back = deserialize_message(ours, PointCloud2)
@@ -128,7 +132,8 @@ def test_pointcloud2_bytes_equal_conversions(grid_name: str, kind: str, transfor
 
 @pytest.mark.parametrize("transform", [False, True])
 @pytest.mark.parametrize(("grid_name", "kind"), CASES)
-def test_marker_array_bytes_equal_conversions(grid_name: str, kind: str, transform: bool) -> None:
+@pytest.mark.parametrize("native", [False, True], ids=["numpy", "native"])
+def test_marker_array_bytes_equal_conversions(grid_name: str, kind: str, transform: bool, native: bool) -> None:
     grid = GRIDS[grid_name]
     labels, conf = _prediction(grid, kind)
     T = TRANSFORM if transform else None
@@ -138,7 +143,7 @@ def test_marker_array_bytes_equal_conversions(grid_name: str, kind: str, transfo
         ref, prev_ref = ref_marker_array(labels, grid, LS.colors_rgb, _header(), confidence, thr, T,
                                                     prev_ref, namespace="ssc", alpha=0.8)
         ours, prev_ours = wire.marker_array_bytes(labels, grid, LS.colors_rgb, STAMP, FRAME, confidence, thr, T,
-                                                  prev_ours, namespace="ssc", alpha=0.8)
+                                                  prev_ours, namespace="ssc", alpha=0.8, native=native)
         assert prev_ours == prev_ref
         _check_bytes(ours, ref, "visualization_msgs/msg/MarkerArray")
         back = deserialize_message(ours, MarkerArray)
@@ -149,7 +154,8 @@ def test_marker_array_bytes_equal_conversions(grid_name: str, kind: str, transfo
 
 @pytest.mark.parametrize("transform", [False, True])
 @pytest.mark.parametrize(("grid_name", "kind"), CASES)
-def test_voxel_grid_bytes_equal_conversions(grid_name: str, kind: str, transform: bool) -> None:
+@pytest.mark.parametrize("native", [False, True], ids=["numpy", "native"])
+def test_voxel_grid_bytes_equal_conversions(grid_name: str, kind: str, transform: bool, native: bool) -> None:
     from sgn_ros.msg import SemanticVoxelGrid
 
     grid = GRIDS[grid_name]
@@ -158,7 +164,8 @@ def test_voxel_grid_bytes_equal_conversions(grid_name: str, kind: str, transform
     for confidence, thr, with_conf, colors in ((conf, 0.0, True, LS.colors_rgb), (conf, 0.4, True, None),
                                                (conf, 0.4, False, LS.colors_rgb), (None, 0.0, True, None)):
         ref = ref_voxel_grid(labels, grid, LS.names, colors, _header(), confidence, thr, T, with_conf)
-        ours = wire.voxel_grid_bytes(labels, grid, LS.names, colors, STAMP, FRAME, confidence, thr, T, with_conf)
+        ours = wire.voxel_grid_bytes(labels, grid, LS.names, colors, STAMP, FRAME, confidence, thr, T, with_conf,
+                                     native=native)
         _check_bytes(ours, ref, "sgn_ros/msg/SemanticVoxelGrid")
         back = deserialize_message(ours, SemanticVoxelGrid)
         assert back.origin == ref.origin and list(back.class_names) == list(ref.class_names)
@@ -180,7 +187,8 @@ def test_header_strings_and_other_label_dtypes() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in cast")  # NaN confidence, both versions
-def test_quantised_confidence_edge_values() -> None:
+@pytest.mark.parametrize("native", [False, True], ids=["numpy", "native"])
+def test_quantised_confidence_edge_values(native: bool) -> None:
     """Quantisation at exact halves, 0 and 1, and of NaN and out-of-range values, as today's."""
     grid = VoxelGrid(origin=(0.0, 0.0, 0.0), voxel_size=1.0, dims=(4, 8, 16), scales=(1,))
     halves = (np.arange(256, dtype=np.float32) + np.float32(0.5)) / np.float32(255.0)
@@ -192,7 +200,7 @@ def test_quantised_confidence_edge_values() -> None:
         if extra:
             c.reshape(-1)[-1] = extra[0]
         ref = ref_voxel_grid(labels, grid, LS.names, None, _header(), c)
-        _check_bytes(wire.voxel_grid_bytes(labels, grid, LS.names, None, STAMP, FRAME, c), ref,
+        _check_bytes(wire.voxel_grid_bytes(labels, grid, LS.names, None, STAMP, FRAME, c, native=native), ref,
                      "sgn_ros/msg/SemanticVoxelGrid")
 
 
@@ -210,7 +218,8 @@ def _slow_free_face(keep: np.ndarray) -> set[tuple[int, int, int]]:
 
 @pytest.mark.parametrize("grid_name", list(GRIDS))
 @pytest.mark.parametrize("kind", ["random", "full"])
-def test_surface_only_keeps_every_visible_voxel(grid_name: str, kind: str) -> None:
+@pytest.mark.parametrize("native", [False, True], ids=["numpy", "native"])
+def test_surface_only_keeps_every_visible_voxel(grid_name: str, kind: str, native: bool) -> None:
     grid = GRIDS[grid_name]
     labels, conf = _prediction(grid, kind)
     labels[1:-1, :, 1:-1] = np.where(labels[1:-1, :, 1:-1] == 0, 11, labels[1:-1, :, 1:-1])  # solid inside
@@ -225,7 +234,7 @@ def test_surface_only_keeps_every_visible_voxel(grid_name: str, kind: str) -> No
         np.testing.assert_array_equal(lab, labels.reshape(-1)[flat])
         # the markers: exactly the visible voxels' centres, each in its class's marker
         ours, _ = wire.marker_array_bytes(labels, grid, LS.colors_rgb, STAMP, FRAME, confidence, thr,
-                                          surface_only=True)
+                                          surface_only=True, native=native)
         got = {(m.id, round(p.x, 6), round(p.y, 6), round(p.z, 6))
                for m in deserialize_message(ours, MarkerArray).markers for p in m.points}
         centres = grid.index_to_center(np.array(sorted(slow)).reshape(-1, 3))
@@ -248,17 +257,88 @@ def test_shared_selection_gives_the_same_bytes() -> None:
         wire.pointcloud2_bytes(labels, grid, LS.colors_rgb, selected=(sel[0], sel[1][:-1]))
 
 
-def test_bad_input_names_what() -> None:
+@pytest.mark.parametrize("native", [False, True], ids=["numpy", "native"])
+def test_bad_input_names_what(native: bool) -> None:
     grid = GRIDS["small"]
     labels, conf = _prediction(grid, "random")
     with pytest.raises(ValueError, match="labels: expected grid shape"):
-        wire.pointcloud2_bytes(labels[:, :, :2], grid, LS.colors_rgb)
+        wire.pointcloud2_bytes(labels[:, :, :2], grid, LS.colors_rgb, native=native)
     with pytest.raises(ValueError, match="confidence: expected shape"):
-        wire.voxel_grid_bytes(labels, grid, LS.names, None, confidence=conf[:2])
+        wire.voxel_grid_bytes(labels, grid, LS.names, None, confidence=conf[:2], native=native)
     with pytest.raises(ValueError, match="has no colour"):
-        wire.marker_array_bytes(labels, grid, LS.colors_rgb[:3])
+        wire.marker_array_bytes(labels, grid, LS.colors_rgb[:3], native=native)
     with pytest.raises(ValueError, match="has no colour"):
-        wire.pointcloud2_bytes(labels, grid, LS.colors_rgb[:3])
+        wire.pointcloud2_bytes(labels, grid, LS.colors_rgb[:3], native=native)
+    if native:  # what the native passes take: the predictor's arrays, else a clear refusal
+        with pytest.raises(ValueError, match="native: expected C-contiguous uint8 labels"):
+            wire.pointcloud2_bytes(labels.astype(np.int64), grid, LS.colors_rgb, native=True)
+        with pytest.raises(ValueError, match="native: expected"):
+            wire.voxel_grid_bytes(labels, grid, LS.names, confidence=conf.astype(np.float64), native=True)
+
+
+def test_native_passes_are_built() -> None:
+    """make / colcon build / pip install compile sgn_ros.ros._cdr_fill; the node uses it by default."""
+    assert wire.NATIVE, "sgn_ros.ros._cdr_fill is not built: run make venv (pip install -e .) or colcon build"
+    labels, conf = _prediction(GRIDS["small"], "random")
+    assert wire.use_native(labels, conf) and not wire.use_native(np.asfortranarray(labels), conf)
+
+
+def _street(grid: VoxelGrid, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A clustered full-size scene like the network's: ground, blocks of classes, air above."""
+    rng = np.random.default_rng(seed)
+    X, Y, Z = grid.dims
+    labels = np.zeros(grid.dims, np.uint8)
+    labels[:, :, :3] = 9  # road
+    for _ in range(60):
+        i, j, k = rng.integers(0, X - 8), rng.integers(0, Y - 8), rng.integers(0, Z - 6)
+        labels[i:i + rng.integers(2, 9), j:j + rng.integers(2, 9), k:k + rng.integers(1, 7)] = rng.integers(1, 20)
+    labels[rng.random(grid.dims) < 0.01] = 255
+    return labels, rng.random(grid.dims).astype(np.float32)
+
+
+@pytest.mark.parametrize("scene", ["street", "random"])
+def test_native_equals_numpy_at_full_size(scene: str) -> None:
+    """The full 256 x 256 x 32 grid (rows of 32 voxels: the native passes' 8-voxel words), every
+    option: the same bytes either way; other layouts (Fortran order) take the NumPy passes."""
+    grid = DEFAULT_GRID
+    labels, conf = _street(grid, 3) if scene == "street" else _prediction(grid, "random", 3)
+    for thr, T, surface in ((0.0, None, True), (0.5, TRANSFORM, False), (0.5, None, True)):
+        for c in (conf, None):
+            args = (labels, grid, LS.colors_rgb, STAMP, FRAME, c, thr, T)
+            assert wire.pointcloud2_bytes(*args, native=True) == wire.pointcloud2_bytes(*args, native=False)
+            assert wire.marker_array_bytes(*args, {3, 40}, surface_only=surface, native=True) == \
+                wire.marker_array_bytes(*args, {3, 40}, surface_only=surface, native=False)
+            g = (labels, grid, LS.names, LS.colors_rgb, STAMP, FRAME, c, thr, T)
+            assert wire.voxel_grid_bytes(*g, native=True) == wire.voxel_grid_bytes(*g, native=False)
+    f = np.asfortranarray(labels)
+    assert wire.pointcloud2_bytes(f, grid, LS.colors_rgb, confidence=conf) == \
+        wire.pointcloud2_bytes(labels, grid, LS.colors_rgb, confidence=conf, native=True)
+
+
+def test_native_checks_the_layout_it_fills() -> None:
+    """Slots that do not match the voxels, unknown classes or wrong array types are ValueErrors
+    (never memory written out of bounds)."""
+    from sgn_ros.ros import _cdr_fill
+
+    grid = GRIDS["odd"]
+    labels, conf = _prediction(grid, "random")
+    n = int(((labels != 0) & (labels != 255)).sum())
+    tables = wire._tables(grid).point_tables(None)
+    rgb = np.zeros(len(LS.colors_rgb), np.uint32)
+    axes = tuple(wire._tables(grid).axes64)
+    for slot in (24 * (n - 1), 24 * (n + 1), 24 * n + 4):
+        with pytest.raises(ValueError, match="slot"):
+            _cdr_fill.points([b"head", slot], labels, grid.dims, conf, 0.0, tables, rgb, True)
+    with pytest.raises(ValueError, match="marker slots"):  # a class left out
+        _cdr_fill.markers([b"head", 24 * int((labels == 1).sum())], [1], labels, grid.dims, None, 0.0, axes, False)
+    with pytest.raises(ValueError, match="labels: expected"):
+        _cdr_fill.grid([b"h", grid.num_voxels], labels.astype(np.int16), grid.dims, None, 0.0)
+    with pytest.raises(ValueError, match="confidence: expected"):
+        _cdr_fill.grid([b"h", grid.num_voxels], labels, grid.dims, conf.astype(np.float64), 0.0)
+    with pytest.raises(ValueError, match="labels: expected"):
+        _cdr_fill.count(labels[:-1], grid.dims, None, 0.0, False)
+    with pytest.raises(TypeError, match="parts"):
+        _cdr_fill.grid([b"h", "x"], labels, grid.dims, None, 0.0)
 
 
 def test_publish_bytes_over_dds() -> None:

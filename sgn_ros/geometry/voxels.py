@@ -51,5 +51,11 @@ def points_in_grid(points: np.ndarray | torch.Tensor, grid: VoxelGrid) -> np.nda
         lo = torch.tensor(grid.origin, dtype=torch.float64, device=points.device)
         hi = torch.tensor(grid.upper, dtype=torch.float64, device=points.device)
         return ((p >= lo) & (p < hi)).all(dim=1)
-    p = np.asarray(points)[:, :3]
-    return np.all((p >= np.asarray(grid.origin)) & (p < np.asarray(grid.upper)), axis=1)
+    p = np.asarray(points)
+    lo, hi = np.asarray(grid.origin, np.float64), np.asarray(grid.upper, np.float64)
+    inside = np.ones(len(p), bool)
+    for a in range(3):  # per column (an all() over an axis of 3 is the slow part); float64 bounds
+        col = p[:, a]
+        inside &= col >= lo[a]
+        inside &= col < hi[a]
+    return inside

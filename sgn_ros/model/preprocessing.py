@@ -35,25 +35,26 @@ def normalize_image(
     x = torch.from_numpy(np.ascontiguousarray(image)) if is_numpy else image
     if x.dim() != 3 or x.shape[2] != 3:
         raise ValueError(f"normalize_image: expected an RGB image (H, W, 3), got shape {tuple(x.shape)}")
-    if x.dtype == torch.uint8:
-        x = x.to(torch.float32)
-        x.div_(255.0)
-    elif x.is_floating_point():
-        x = x.to(torch.float32, copy=True)
-    else:
+    if x.dtype != torch.uint8 and not x.is_floating_point():
         raise ValueError(f"normalize_image: expected uint8 or float pixels, got {x.dtype}")
-    m = torch.tensor(mean, dtype=torch.float32, device=x.device)
-    s = torch.tensor(std, dtype=torch.float32, device=x.device)
-    x.sub_(m).div_(s)
     h, w = x.shape[:2]
-    if out is None:
-        res = x.permute(2, 0, 1).contiguous()
-        return res.numpy() if is_numpy else res
-    if (not isinstance(out, torch.Tensor) or out.dtype != torch.float32 or out.dim() != 3 or out.shape[0] != 3
-            or out.shape[1] < h or out.shape[2] < w or out.device != x.device):
+    if out is not None and (not isinstance(out, torch.Tensor) or out.dtype != torch.float32 or out.dim() != 3
+                            or out.shape[0] != 3 or out.shape[1] < h or out.shape[2] < w or out.device != x.device):
         raise ValueError(f"normalize_image: out must be a float32 tensor (3, >={h}, >={w}) on {x.device}, got "
                          f"{getattr(out, 'dtype', type(out))} {tuple(getattr(out, 'shape', ()))}")
-    out[:, :h, :w].copy_(x.permute(2, 0, 1))
+    # Channel-first from the start: one converting copy into the destination, then the arithmetic
+    # in place there (the same float32 operations in the same order as (x / 255 - mean) / std on
+    # the HWC image, so the same values), instead of a float HWC temporary and a transposing copy.
+    res = torch.empty((3, h, w), dtype=torch.float32, device=x.device) if out is None else out
+    dst = res[:, :h, :w]
+    dst.copy_(x.permute(2, 0, 1))
+    if x.dtype == torch.uint8:
+        dst.div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    dst.sub_(m).div_(s)
+    if out is None:
+        return res.numpy() if is_numpy else res
     out[:, h:, :].zero_()
     out[:, :h, w:].zero_()
     return out

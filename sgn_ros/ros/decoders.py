@@ -390,12 +390,23 @@ def pointcloud2_to_xyz(msg: Any) -> np.ndarray:
         raise ValueError(f"PointCloud2: {buf.size} bytes of data, need {need} ({w}x{h} points)")
     if buf.size > row_step * h:
         raise ValueError(f"PointCloud2: {buf.size} bytes of data, more than row_step * height = {row_step * h}")
-    rows = np.lib.stride_tricks.as_strided(buf, shape=(h, w * step), strides=(row_step, 1))
-    pts = np.ascontiguousarray(rows).view(dt).reshape(-1)
-    xyz = np.stack([pts["x"], pts["y"], pts["z"]], axis=1)
+    if row_step == w * step:  # no row padding (LiDAR drivers, KITTI bags): the buffer as it is
+        pts = buf[:need].view(dt)
+    else:
+        rows = np.lib.stride_tricks.as_strided(buf, shape=(h, w * step), strides=(row_step, 1))
+        pts = np.ascontiguousarray(rows).view(dt).reshape(-1)
+    # column by column (a reduction over an axis of 3 costs more than the three comparisons), in
+    # the fields' own precision, then cast once into the (N, 3) float32 result
+    cols = [pts["x"], pts["y"], pts["z"]]
     with np.errstate(invalid="ignore"):
-        keep = np.all(np.abs(xyz) <= MAX_POINT_COORDINATE, axis=1)  # False for NaN / inf too
-    return xyz[keep].astype(np.float32)
+        keep = np.abs(cols[0]) <= MAX_POINT_COORDINATE  # False for NaN / inf too
+        keep &= np.abs(cols[1]) <= MAX_POINT_COORDINATE
+        keep &= np.abs(cols[2]) <= MAX_POINT_COORDINATE
+    index = None if keep.all() else np.flatnonzero(keep)
+    xyz = np.empty((w * h if index is None else len(index), 3), np.float32)
+    for a, col in enumerate(cols):
+        xyz[:, a] = col if index is None else col[index]
+    return xyz
 
 
 # --------------------------------------------------------------------------- poses and outputs

@@ -85,6 +85,7 @@ def encode_outputs(
     namespace: str = "ssc",
     alpha: float = 1.0,
     surface_only: bool = False,
+    native: bool | None = None,
 ) -> tuple[dict[str, bytes], set[int]]:
     """The serialized messages of one prediction, ready for publisher.publish(bytes).
 
@@ -94,12 +95,13 @@ def encode_outputs(
         want: a subset of OUTPUT_KINDS (a node asks only for outputs somebody subscribes to).
         previous_classes: the classes of the last MarkerArray (DELETE markers for those gone now).
         surface_only: markers keep only voxels with a free face (RViz draws the same picture).
+        native: the fused C passes (None: when built, `wire.use_native`) or the NumPy ones.
 
     Returns:
         ({kind: CDR bytes}, the class ids the markers hold now: pass as previous_classes next time;
         `previous_classes` unchanged when no markers were made). The occupied voxels are selected
-        once and shared by points and markers; the bytes equal rclpy's serialization of the
-        `prediction_to_*` messages (test_wire).
+        once and shared by points and markers (or, with the native passes built, by each message's
+        own pass); the bytes equal rclpy's serialization of the `prediction_to_*` messages (test_wire).
     """
     want = set(want)
     if not want <= OUTPUT_KINDS:
@@ -109,23 +111,24 @@ def encode_outputs(
     T = prediction.grid_to_frame
     out: dict[str, bytes] = {}
     present = set(int(c) for c in previous_classes)
-    selected = None
-    if want & {"points", "markers"}:
+    selected = None  # the native passes select per message, in one pass each; NumPy selects once for both
+    native = wire.use_native(labels, confidence, native)
+    if want & {"points", "markers"} and not native:
         selected = wire.occupied_voxels(labels, grid, confidence, options.threshold)
     if "points" in want:
         out["points"] = wire.pointcloud2_bytes(
             labels, grid, options.colors_rgb, st, frame_id, confidence, options.threshold, T,
-            options.include_confidence, selected=selected,
+            options.include_confidence, selected=selected, native=native,
         )
     if "markers" in want:
         out["markers"], present = wire.marker_array_bytes(
             labels, grid, options.colors_rgb, st, frame_id, confidence, options.threshold, T, present,
-            namespace=namespace, alpha=alpha, surface_only=surface_only, selected=selected,
+            namespace=namespace, alpha=alpha, surface_only=surface_only, selected=selected, native=native,
         )
     if "grid" in want:
         out["grid"] = wire.voxel_grid_bytes(
             labels, grid, options.class_names, options.colors_rgb, st, frame_id, confidence, options.threshold, T,
-            options.include_confidence,
+            options.include_confidence, native=native,
         )
     return out, present
 

@@ -45,6 +45,7 @@ from sgn_ros.geometry import apply_transform, invert_transform, xyz_rpy_to_matri
 from sgn_ros.geometry.camera import FIT_MODES
 from sgn_ros.ros import decoders as dec
 from sgn_ros.ros import encoders as enc
+from sgn_ros.ros import wire
 from sgn_ros.ros.assembler import AssembledFrame, FrameAssembler, Neighbour
 from sgn_ros.ros.grid_frames import POSE_SOURCES, FrameSkipped, GridFrames, reference_projection
 from sgn_ros.ros.inputs import InputSubscriptions
@@ -284,7 +285,7 @@ class SGNCore:
         self._suppressed: dict[str, int] = {}
         self._lock = threading.Lock()
         self._pipeline: StagedPipeline | None = None
-        self._encode_worker: ThreadPoolExecutor | None = None  # markers beside points + grid (publish)
+        self._encode_worker: ThreadPoolExecutor | None = None  # markers and grid beside points (publish)
         self._pipeline_drops = 0  # frames dropped by pipelines stopped before (deactivate / activate)
         self._stop = False
         self.predictor = None
@@ -337,6 +338,7 @@ class SGNCore:
         elif source.startswith("bundled:"):
             _warning(self.get_logger())(f"no checkpoint given: using the {source}")
         self._check_transport()
+        self._check_encoder()
         self._temporal = tuple(int(t) for t in self.cfg.data.temporal)
         self._view_checked: set[Any] = set()  # camera geometries whose view of the grid was checked
 
@@ -413,7 +415,7 @@ class SGNCore:
         self._inputs_subs = InputSubscriptions(self, self._inputs, callbacks, self._p["input_reliability"],
                                                self._p["input_depth"], self._warn)
         self._inputs_subs.refresh()
-        self._encode_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sgn-encode")
+        self._encode_worker = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sgn-encode")
         self._pipeline = node_pipeline(self._decode_stage, self._infer_stage, self._publish_stage,
                                        self._on_stage_error).start()
         self._timers = [
@@ -480,6 +482,17 @@ class SGNCore:
                 "for every process of the robot")
         else:
             self.get_logger().info(line)
+
+    def _check_encoder(self) -> None:
+        """Say how the outputs are serialized: the fused native passes (sgn_ros.ros._cdr_fill,
+        built by colcon / pip), or, in a source tree without that build step, the NumPy passes
+        (the same bytes, 2-3x slower: a warning, since a full-size frame then costs ~10 ms more)."""
+        if wire.NATIVE:
+            self.get_logger().info("outputs serialized by the native passes (sgn_ros.ros._cdr_fill)")
+        else:
+            _warning(self.get_logger())(
+                "sgn_ros.ros._cdr_fill is not built: outputs are serialized with NumPy (same messages, 2-3x slower); "
+                "build the package (colcon build, or pip install -e .) to get it")
 
     # ------------------------------------------------------------------ callbacks (never block)
     def _warn(self, text: str, kind: str = "input") -> None:
@@ -775,32 +788,35 @@ class SGNCore:
             return 0.0, 0.0
         previous, surface_only = self._marker_classes, bool(p["markers_surface_only"])
 
-        def encode_and_publish(kinds: set[str]) -> tuple[set[int] | None, float, float]:
+        def encode(kinds: set[str]) -> tuple[dict[str, bytes], set[int] | None, float]:
             t0 = time.perf_counter()
             out, present = enc.encode_outputs(prediction, options, stamp, frame_id, kinds, previous_classes=previous,
                                               surface_only=surface_only)
-            t1 = time.perf_counter()
+            return out, (present if "markers" in out else None), time.perf_counter() - t0
+
+        # Encoding in parallel, one output per thread (points, the largest, on this stage thread;
+        # markers and grid on the two side workers): the native passes (sgn_ros.ros.wire) release
+        # the GIL, so they overlap on two or more cores. Publishing afterwards, from this thread
+        # alone: Publisher.publish copies the bytes while holding the GIL (rclpy), and an encoder
+        # thread waiting for the GIL behind it would idle. All published before returning, so the
+        # stage's time and the frame's latency stay exact.
+        order = [k for k in ("points", "markers", "grid") if k in want]
+        worker = self._encode_worker
+        if len(order) > 1 and worker is not None:
+            futures = [worker.submit(encode, {kind}) for kind in order[1:]]
+            results = [encode({order[0]}), *(f.result() for f in futures)]
+        else:
+            results = [encode(want)]
+        t_send = time.perf_counter()
+        for out, _, _ in results:
             for kind, data in out.items():
                 pubs[kind].publish(data)
-            return (present if "markers" in out else None), t1 - t0, time.perf_counter() - t1
-
-        # points and grid here, markers (the heaviest: free faces, per-class order) on the side
-        # worker: NumPy releases the GIL in its large array passes, so on two or more cores the
-        # stage takes about 2/3 of the one-thread time (all three at 190k voxels: 15.0 ms in one
-        # thread; 9.7 ms split this way, 11.9 ms with points alone here); all published before
-        # returning, so the stage's time and the frame's latency stay exact
-        here, side = want & {"points", "grid"}, want & {"markers"}
-        worker = self._encode_worker
-        if here and side and worker is not None:
-            future = worker.submit(encode_and_publish, side)
-            results = [encode_and_publish(here), future.result()]
-        else:
-            results = [encode_and_publish(want)]
-        present = next((r[0] for r in results if r[0] is not None), None)
+        send = time.perf_counter() - t_send
+        present = next((r[1] for r in results if r[1] is not None), None)
         if present is not None:
             self._marker_classes = present
             self._markers_at = now
-        return sum(r[1] for r in results), sum(r[2] for r in results)
+        return sum(r[2] for r in results), send
 
     # ------------------------------------------------------------------ missing inputs
     def _stale_inputs(self) -> list[str]:
