@@ -376,6 +376,10 @@ def main() -> int:
         rss = _rss_mb(proc.pid)  # the node's resident and peak memory, before it stops
         code = stop_process(proc, 30.0)
         log.close()
+        if code != 0:  # the node's own words on why (its log goes with the temporary directory)
+            tail = log_path.read_text(errors="replace").splitlines()[-25:]
+            print(f"node_rate: sgn_node exited with code {code}; the end of its log:", *tail, sep="\n  ",
+                  file=sys.stderr)
         replay.close()
     answered = {s: replay.done(s) for s in sent if replay.done(s) is not None}
     lat = [1000.0 * (answered[s] - sent[s]) for s in answered]
