@@ -194,7 +194,7 @@ static PyObject *py_count(PyObject *self, PyObject *args) {
         return NULL;
     }
     Py_ssize_t hist[256] = {0}, surf[256] = {0}, total = 0;
-    int32_t *ks = PyMem_RawMalloc(sizeof(int32_t) * v.Z);
+    int32_t *ks = PyMem_RawMalloc(sizeof(int32_t) * (size_t)v.Z);
     if (!ks) {
         release_all(&b);
         return PyErr_NoMemory();
@@ -242,7 +242,7 @@ static PyObject *py_occupied(PyObject *self, PyObject *args) {
         release_all(&b);
         return NULL;
     }
-    int32_t *ks = PyMem_RawMalloc(sizeof(int32_t) * v.Z);
+    int32_t *ks = PyMem_RawMalloc(sizeof(int32_t) * (size_t)v.Z);
     if (!ks) {
         release_all(&b);
         return PyErr_NoMemory();
@@ -313,7 +313,7 @@ static PyObject *py_points(PyObject *self, PyObject *args) {
     }
     char *dst = L.slot[0], *end = L.slot[0] + L.size[0];
     int bad_class = -1;
-    int32_t *ks = PyMem_RawMalloc(sizeof(int32_t) * v.Z);
+    int32_t *ks = PyMem_RawMalloc(sizeof(int32_t) * (size_t)v.Z);
     if (!ks) {
         PyErr_NoMemory();
         goto fail;
@@ -329,7 +329,7 @@ static PyObject *py_points(PyObject *self, PyObject *args) {
             const Py_ssize_t m = row_occupied(&v, n0, ks);
 #if defined(__GNUC__)
             if (m && with_conf && n0 + 3 * v.Z <= nvox) { /* the next rows' confidence: a gather, not a stream */
-                for (Py_ssize_t b = 0; b < 2 * v.Z; b += 16) __builtin_prefetch(cf + n0 + v.Z + b);
+                for (Py_ssize_t off = 0; off < 2 * v.Z; off += 16) __builtin_prefetch(cf + n0 + v.Z + off);
             }
 #endif
             if (!m) continue;
@@ -421,7 +421,7 @@ static PyObject *py_markers(PyObject *self, PyObject *args) {
         stop[c] = L.slot[s] + L.size[s];
     }
     int bad = 0;
-    int32_t *ks = PyMem_RawMalloc(sizeof(int32_t) * v.Z);
+    int32_t *ks = PyMem_RawMalloc(sizeof(int32_t) * (size_t)v.Z);
     if (!ks) {
         PyErr_NoMemory();
         goto fail;
@@ -490,7 +490,7 @@ static PyObject *py_grid(PyObject *self, PyObject *args) {
     if (v.use_thr) {
         for (Py_ssize_t n = 0; n < n_all; n++) lab[n] = cf[n] < thr ? 255 : src[n];
     } else {
-        memcpy(lab, src, n_all);
+        memcpy(lab, src, (size_t)n_all);
     }
     if (q) {
         /* np.rint of the float32 product, clipped to 0..255 (negative and NaN: 0). Adding 2^23
