@@ -3,7 +3,7 @@
 # tasks only, 15 minutes of device time in all). Prepare here first: bash scripts/device_bundle.sh,
 # then call the device tool's run with
 #   command: bash scripts/device_check.sh   carry: [".device"]   timeout_s: 590
-# (the steps' limits add up to 530 s). Here, `DEVICE_CHECK_NO_BUNDLE=1 PY=.venv/bin/python bash
+# (the steps' limits add up to 560 s). Here, `DEVICE_CHECK_NO_BUNDLE=1 PY=.venv/bin/python bash
 # scripts/device_check.sh` runs the same steps on the CPU venv (the CUDA ones fail fast): a check
 # of the script itself.
 # It installs the bundle into /tmp/site, runs the CUDA tests, then the benchmarks that need no ROS
@@ -19,6 +19,9 @@
 #      20 Hz, points and stereo (sgm on the GPU): the rate the host stages sustain beside the GPU
 #   4. bench/stereo_sgm.py --device cuda (SGM time and depth accuracy against SGBM) and
 #      bench/stereo.py (MSNet-3D per pair on CUDA, float32 / float16)
+# Before them the C extension sgn_ros.ros._cdr_fill (the outputs' native passes) is built in place
+# where the machine has a compiler and the Python headers; else the encoders take the NumPy
+# passes (the same bytes, slower), and native.log says so.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/device_out}
@@ -46,6 +49,8 @@ elif [ ! -f .device/site.tar.xz ]; then
 else
   tar -xJf .device/site.tar.xz -C /tmp/site || exit 2
 fi
+step native 30 bash -c "\"$PY\" setup.py -q build_ext --inplace; \"$PY\" -c \"from sgn_ros.ros import wire; \
+print('native passes:', wire.NATIVE)\""
 step imports 40 "$PY" -c "import torch, spconv.pytorch as sp; from sgn_ros.model.spconv_compat import setup_spconv; \
 print(torch.__version__, torch.cuda.get_device_name(0), sp.__name__); setup_spconv(torch.device('cuda'))"
 # the test files with CUDA checks (whole files: their CPU tests too, seconds); files that need
