@@ -592,6 +592,7 @@ def test_diagnostics_counters_add_up(points_node, tiny) -> None:
                                           "frames_no_depth"))
     assert int(after["frames_taken"]) == int(after["frames_processed"]) + skipped
     assert int(after["frames_processed"]) - int(before["frames_processed"]) == n
+    assert after["output_encoder"] == "native"  # the C extension is built (make / colcon)
 
 
 def test_diagnostics_carry_the_pipeline_stages(points_node, tiny) -> None:

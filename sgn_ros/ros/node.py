@@ -891,6 +891,7 @@ class SGNCore:
             **{f"{k}_ms_mean": f"{v.mean():.1f}" if v.size else "nan" for k, v in ms.items()},
             "latency_ms_max": f"{ms['latency'].max():.1f}" if recent else "nan",
             "tf_backend": self._frames.backend,
+            "output_encoder": "native" if wire.NATIVE else "numpy",  # sgn_ros.ros._cdr_fill built or not
             "last_error": last_error,
             **stage_values,
         })
