@@ -5,9 +5,10 @@
 # directly, which publish() sends as they are: by its NumPy passes and by its native ones (the C
 # extension sgn_ros.ros._cdr_fill, what the node uses; both give the same bytes, checked here).
 # The process keeps its heap as sgn_node does (sgn_ros.allocator).
-# Two scenes: the node_overhead bench's random ~5 % occupied grid (~105k voxels), and a synthetic
+# Three scenes: the node_overhead bench's random ~5 % occupied grid (~105k voxels), a synthetic
 # street (sgn_ros.data.synth ground truth: solid ground and buildings) where the markers' free-face
-# filter matters. Last, publish() of wire's bytes through Fast DDS to a subscriber in this process.
+# filter matters, and the network's own prediction on node_rate.py's full-size frame (~190k voxels).
+# Last, publish() of wire's bytes through Fast DDS to a subscriber in this process.
 # Times: median / minimum wall time and median CPU time of --repeat runs (this machine is shared:
 # the wall-time medians wander with the load, the CPU times much less).
 # Run: source scripts/ros_env.sh && python bench/encoders.py [--repeat 15] [--no-dds]
@@ -55,6 +56,22 @@ def street_scene(grid, label_set) -> tuple[np.ndarray, np.ndarray]:
     raw, _, _ = label_voxels(world, world.scene_at(world.frame_time(0)), world.lidar_pose(0), grid)
     conf = np.random.default_rng(1).random(grid.dims).astype(np.float32)
     return label_set.to_train_ids(raw), conf
+
+
+def network_scene() -> tuple[np.ndarray, np.ndarray]:
+    """What sgn-l-synth (the bundled weights) predicts on bench/node_rate.py's full-size frame: the
+    labels and confidence the node encodes in that benchmark (~190k clustered voxels)."""
+    from node_rate import FULL_HW, FULL_K, Frames
+
+    from sgn_ros.model.predictor import SSCPredictor
+
+    predictor = SSCPredictor("sgn-l-synth", device="cpu")
+    frames = Frames(FULL_HW, FULL_K, predictor.grid)
+    lidar_to_cam = np.eye(4)
+    lidar_to_cam[:3, :3] = [[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]]
+    lidar_to_cam[1, 3] = 1.7
+    pred = predictor.predict(frames.left, frames.K, lidar_to_cam, points=frames.points)
+    return pred.labels, pred.confidence
 
 
 def bench_scene(name: str, labels: np.ndarray, conf: np.ndarray, repeat: int) -> list[tuple]:
@@ -155,6 +172,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--no-street", action="store_true", help="skip the synthetic street scene")
+    ap.add_argument("--no-network", action="store_true",
+                    help="skip the network's own prediction (sgn-l-synth on node_rate's frame; ~10 s to make)")
     ap.add_argument("--no-dds", action="store_true", help="skip publishing through Fast DDS")
     args = ap.parse_args()
 
@@ -171,6 +190,8 @@ def main() -> int:
     rows = bench_scene("random 5 %", *random_scene(DEFAULT_GRID, ls.num_classes), args.repeat)
     if not args.no_street:
         rows += bench_scene("synthetic street", *street_scene(DEFAULT_GRID, ls), args.repeat)
+    if not args.no_network:
+        rows += bench_scene("network prediction", *network_scene(), args.repeat)
     print("| scene | occupied | output | message objects: prediction_to_* + serialize_message "
           "| wire bytes, NumPy passes | wire bytes, native passes | speed-up (CPU, objects / native) | MiB | note |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---|")
