@@ -147,7 +147,10 @@ def test_killed_run_resumes_exactly(tiny_root: Path, tmp_path: Path) -> None:
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(timeout=30) == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (cut / "epoch_2.pth").exists()
-    assert (cut / "latest.pth").exists()
+    # latest.pth, or, killed between writing iter_1.pth and pointing latest.pth at it, iter_1.pth
+    from sgn_ros.training.checkpointing import CheckpointManager
+
+    assert CheckpointManager(cut).resolve_resume(None).is_file()
 
     proc = subprocess.run(_train_cmd(tiny_root, cut, "--resume", overrides=overrides), env=_env(1),
                           capture_output=True, text=True, timeout=300)
@@ -330,3 +333,24 @@ def test_a_run_with_a_broken_file_fails_at_start_and_leaves_nothing(damage: str,
     assert "sgn-ros train: error: " in err and broken.name in err and "Traceback" not in err
     assert all(e in err for e in expected), err
     assert not (tmp_path / "runs").exists()
+
+
+def test_resume_finds_a_checkpoint_written_before_latest_was_pointed_at_it(tmp_path: Path) -> None:
+    """`save` writes the checkpoint, then points latest.pth at it: a SIGKILL between the two must
+    not lose that checkpoint (nor, at the very first one, leave "nothing to resume")."""
+    from sgn_ros.training.checkpointing import CheckpointManager, atomic_torch_save, point_latest
+
+    m = CheckpointManager(tmp_path)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        m.resolve_resume(None)
+    atomic_torch_save({"i": 1}, m.iter_path(1))  # killed before latest.pth existed
+    assert m.resolve_resume(None) == m.iter_path(1)
+    point_latest(tmp_path, m.iter_path(1))
+    time.sleep(0.01)
+    atomic_torch_save({"e": 1}, m.epoch_path(1))  # killed before latest.pth moved on
+    assert m.resolve_resume(None) == m.epoch_path(1)
+    point_latest(tmp_path, m.epoch_path(1))
+    assert m.resolve_resume(None) == m.epoch_path(1)
+    assert m.resolve_resume(str(m.iter_path(1))) == m.iter_path(1)  # an explicit file wins
+    m.save({"e": 2}, m.epoch_path(2))  # the normal order
+    assert m.resolve_resume(None) == m.epoch_path(2)

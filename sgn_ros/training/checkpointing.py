@@ -295,14 +295,29 @@ class CheckpointManager:
         for p in olds[self.keep_iter_checkpoints - 1 :]:
             p.unlink(missing_ok=True)
 
+    def newest_checkpoint(self) -> Path | None:
+        """The most recently written epoch_*/iter_* file (each write is atomic, so any of them is
+        complete), or None."""
+        files = [p for pattern in ("epoch_*.pth", "iter_*.pth") for p in self.work_dir.glob(pattern) if p.is_file()]
+        return max(files, key=lambda p: p.stat().st_mtime_ns, default=None)
+
     def resolve_resume(self, resume: str | os.PathLike[str] | None) -> Path:
-        """The file to resume from: `resume` itself, or work_dir/latest.pth when it is empty/None."""
+        """The file to resume from: `resume` itself, or, when it is empty/None, what latest.pth
+        points to. A run killed after writing a checkpoint but before pointing latest.pth at it
+        (`save` does the two in that order) resumes from that newer checkpoint, and a run killed
+        so at its very first checkpoint (no latest.pth yet) from that one."""
         if resume:
             p = Path(resume)
             if not p.exists():
                 raise FileNotFoundError(f"--resume: checkpoint not found: {p}")
             return p
-        p = self.latest_path
-        if not p.exists():
-            raise FileNotFoundError(f"--resume: no {LATEST_NAME} in work dir {self.work_dir} (nothing to resume)")
-        return p.resolve()
+        newest = self.newest_checkpoint()
+        if self.latest_path.exists():
+            target = self.latest_path.resolve()
+            if newest is not None and newest.stat().st_mtime_ns > target.stat().st_mtime_ns:
+                return newest
+            return target
+        if newest is not None:
+            return newest
+        raise FileNotFoundError(f"--resume: no {LATEST_NAME} or checkpoint in work dir {self.work_dir} "
+                                "(nothing to resume)")
