@@ -132,6 +132,11 @@ def stereo_baseline_from_P(P_left: np.ndarray, P_right: np.ndarray, name: str = 
     return float(b)
 
 
+def _is_tensor(image: object) -> bool:
+    """A torch tensor, told without importing torch (this module serves NumPy-only callers too)."""
+    return type(image).__module__.startswith("torch")
+
+
 def crop_or_pad(
     image: np.ndarray | torch.Tensor, size: Sequence[int], fill: float | Sequence[float] = 0
 ) -> np.ndarray | torch.Tensor:
@@ -145,7 +150,7 @@ def crop_or_pad(
     h, w = int(size[0]), int(size[1])
     if h <= 0 or w <= 0:
         raise ValueError(f"crop_or_pad: size must be positive (H, W), got {tuple(size)}")
-    is_tensor = type(image).__module__.startswith("torch")
+    is_tensor = _is_tensor(image)
     if not is_tensor:
         image = np.asarray(image)
     if image.ndim < 2:
@@ -330,7 +335,7 @@ def fit_image(
     Returns:
         (fitted image (H', W', 3) uint8, of the input's kind and device; its K (3, 3) float64)
     """
-    is_tensor = type(image).__module__.startswith("torch")
+    is_tensor = _is_tensor(image)
     if not is_tensor:
         image = np.asarray(image)
     plan = fit_intrinsics(tuple(image.shape[:2]), K, size, mode, focal)

@@ -177,9 +177,9 @@ static int layout(Layout *L, PyObject *parts) {
 
 /* ------------------------------------------------------------------------- count */
 PyDoc_STRVAR(count_doc,
-             "count(labels, dims, confidence, threshold, surface) -> (occupied, per_class, per_class_surface)\n\n"
-             "Occupied voxels in all and per class (256 ints); with `surface` also per class those with a\n"
-             "free face (else None): the sizes of the points and markers slots.");
+             "count(labels, dims, confidence, threshold, surface) -> (per_class, per_class_surface)\n\n"
+             "Occupied voxels per class (256 ints); with `surface` also per class those with a free face\n"
+             "(else None): the sizes of the markers' slots (`occupied` gives the points' one).");
 
 static PyObject *py_count(PyObject *self, PyObject *args) {
     (void)self;
@@ -193,7 +193,7 @@ static PyObject *py_count(PyObject *self, PyObject *args) {
         release_all(&b);
         return NULL;
     }
-    Py_ssize_t hist[256] = {0}, surf[256] = {0}, total = 0;
+    Py_ssize_t hist[256] = {0}, surf[256] = {0};
     int32_t *ks = PyMem_RawMalloc(sizeof(int32_t) * (size_t)v.Z);
     if (!ks) {
         release_all(&b);
@@ -209,7 +209,6 @@ static PyObject *py_count(PyObject *self, PyObject *args) {
                 if (surface && has_free_face(&v, n, i, j, ks[r])) surf[v.lab[n]]++;
             }
         }
-    for (int c = 0; c < 256; c++) total += hist[c];
     Py_END_ALLOW_THREADS
     PyMem_RawFree(ks);
     release_all(&b);
@@ -223,7 +222,7 @@ static PyObject *py_count(PyObject *self, PyObject *args) {
         PyList_SET_ITEM(h, c, PyLong_FromSsize_t(hist[c]));
         if (surface) PyList_SET_ITEM(s, c, PyLong_FromSsize_t(surf[c]));
     }
-    return Py_BuildValue("nNN", total, h, s);
+    return Py_BuildValue("NN", h, s);
 }
 
 PyDoc_STRVAR(occupied_doc,

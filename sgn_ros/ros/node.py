@@ -759,11 +759,11 @@ class SGNCore:
     def publish(self, prediction: Any, frame: AssembledFrame, decoded: DecodedFrame | None = None
                 ) -> tuple[float, float]:
         """Publish one `SSCPrediction` on the enabled, subscribed outputs as serialized bytes
-        (`encode_outputs`: one voxel selection for points and markers), stamped with the image's
-        stamp, in grid_frame (or, with grid_frame empty, in the image's frame).
+        (`encode_outputs`), stamped with the image's stamp, in grid_frame (or, with grid_frame
+        empty, in the image's frame).
 
-        Returns (seconds encoding, seconds in Publisher.publish), summed over the outputs (the
-        two threads' times added: /diagnostics encode_ms_mean, send_ms_mean)."""
+        Returns (seconds encoding, summed over the encoder threads; seconds in Publisher.publish):
+        /diagnostics encode_ms_mean, send_ms_mean."""
         p = self._p
         image_header = frame.messages["image"].header
         stamp = (int(image_header.stamp.sec), int(image_header.stamp.nanosec))

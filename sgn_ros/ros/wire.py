@@ -367,7 +367,7 @@ def _native_counts(labels: np.ndarray, grid: VoxelGrid, confidence: np.ndarray |
                    colors: np.ndarray, surface: bool) -> list[int]:
     """Per-class counts of the cubes drawn (all occupied voxels, or with `surface` those with a
     free face), with the colour check of `_check_colors`."""
-    _, per_class, per_surface = _native.count(labels, grid.dims, confidence, float(threshold), surface)
+    per_class, per_surface = _native.count(labels, grid.dims, confidence, float(threshold), surface)
     counts = per_surface if surface else per_class
     top = max((c for c in range(256) if counts[c]), default=-1)
     if top >= len(colors):
@@ -395,7 +395,7 @@ def pointcloud2_bytes(
     confidence FLOAT32 when given and `include_confidence`; height 1, dense, little-endian), with
     header (stamp = (sec, nanosec), frame_id). `transform`: 4x4 grid -> frame_id. `selected`: the
     result of `occupied_voxels(labels, grid, confidence, threshold)` when the caller already has
-    it (the NumPy path: the node shares one selection between PointCloud2 and MarkerArray).
+    it (the NumPy path: `encode_outputs` shares one selection between PointCloud2 and MarkerArray).
     `native`: see `use_native` (a given `selected` means the NumPy path).
     """
     labels = np.asarray(labels)
