@@ -8,7 +8,8 @@
 # Three scenes: the node_overhead bench's random ~5 % occupied grid (~105k voxels), a synthetic
 # street (sgn_ros.data.synth ground truth: solid ground and buildings) where the markers' free-face
 # filter matters, and the network's own prediction on node_rate.py's full-size frame (~190k voxels).
-# Last, publish() of wire's bytes through Fast DDS to a subscriber in this process.
+# Last, publishing wire's bytes through Fast DDS to a subscriber in this process: rclpy's publish
+# and rcl directly (sgn_ros.ros.rcl_publish), with how long another Python thread waits meanwhile.
 # Times: median / minimum wall time and median CPU time of --repeat runs (this machine is shared:
 # the wall-time medians wander with the load, the CPU times much less).
 # Run: source scripts/ros_env.sh && python bench/encoders.py [--repeat 15] [--no-dds]
@@ -129,8 +130,37 @@ def bench_scene(name: str, labels: np.ndarray, conf: np.ndarray, repeat: int) ->
     return rows
 
 
-def bench_dds(repeat: int) -> list[tuple[str, float, float, int]]:
-    """publish(bytes) time of each output, one subscriber in the same process (through Fast DDS)."""
+def _gil_wait_ms(publish: Callable[[], object], repeat: int) -> float:
+    """Longest wait of another Python thread while `publish` runs `repeat` times (a ticker thread
+    notes the time as often as it can; the switch interval is 0.1 ms meanwhile): about the whole
+    call where the call holds the GIL, near 0 where it releases it."""
+    import threading
+
+    done, ticks = threading.Event(), []
+
+    def ticker() -> None:
+        while not done.is_set():
+            ticks.append(time.perf_counter())
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    t = threading.Thread(target=ticker)
+    t.start()
+    try:
+        time.sleep(0.01)
+        for _ in range(repeat):
+            publish()
+    finally:
+        done.set()
+        t.join()
+        sys.setswitchinterval(old)
+    return 1000 * float(np.max(np.diff(ticks))) if len(ticks) > 1 else float("nan")
+
+
+def bench_dds(repeat: int) -> list[tuple[str, str, float, float, float, int]]:
+    """publish(bytes) time of each output, one subscriber in the same process (through Fast DDS):
+    rclpy's Publisher.publish and sgn_ros.ros.rcl_publish (rcl directly, what sgn_node uses), each
+    with the longest wait it imposes on another Python thread (`_gil_wait_ms`)."""
     from sensor_msgs.msg import PointCloud2
     from sgn_ros.msg import SemanticVoxelGrid
     from visualization_msgs.msg import MarkerArray
@@ -139,6 +169,7 @@ def bench_dds(repeat: int) -> list[tuple[str, float, float, int]]:
     from sgn_ros.labels import load_label_set
     from sgn_ros.ros import wire
     from sgn_ros.ros.processes import RosSession
+    from sgn_ros.ros.rcl_publish import SerializedPublisher
 
     ls = load_label_set("semantickitti")
     labels, conf = random_scene(grid, ls.num_classes)
@@ -158,13 +189,19 @@ def bench_dds(repeat: int) -> list[tuple[str, float, float, int]]:
             end = time.monotonic() + 10
             while pub.get_subscription_count() < 1 and time.monotonic() < end:
                 session.spin_once(0.05)
-            times = []
-            for _ in range(repeat):
-                s = time.perf_counter()
-                pub.publish(raw)
-                times.append(time.perf_counter() - s)
-                session.spin_once(0.5)
-            out.append((name, 1000 * float(np.median(times)), 1000 * float(np.min(times)), len(got)))
+            for how, send in (("rclpy", pub.publish), ("rcl direct", SerializedPublisher(pub, native=True).publish)):
+                got.clear()
+                times = []
+                for _ in range(repeat):
+                    s = time.perf_counter()
+                    send(raw)
+                    times.append(time.perf_counter() - s)
+                    session.spin_once(0.5)
+                received = len(got)
+                wait = _gil_wait_ms(lambda send=send, raw=raw: send(raw), 5)
+                for _ in range(10):
+                    session.spin_once(0.05)
+                out.append((name, how, 1000 * float(np.median(times)), 1000 * float(np.min(times)), wait, received))
     return out
 
 
@@ -201,10 +238,11 @@ def main() -> int:
         a, b = (" / ".join(f"{v:.1f}" for v in t) for t in (numpy_t, native_t))
         print(f"| {scene} | {occ} | {output} | {o} | {a} | {b} | {x} | {size / 2**20:.2f} | {note} |")
     if not args.no_dds:
-        print("\n| publish(wire bytes), subscriber in this process | ms median / min | received |")
-        print("|---|---:|---:|")
-        for name, med, mn, got in bench_dds(args.repeat):
-            print(f"| {name} | {med:.1f} / {mn:.1f} | {got} of {args.repeat} |")
+        print("\n| publish(wire bytes), subscriber in this process | through | ms median / min | "
+              "another Python thread waits up to, ms | received |")
+        print("|---|---|---:|---:|---:|")
+        for name, how, med, mn, wait, got in bench_dds(args.repeat):
+            print(f"| {name} | {how} | {med:.1f} / {mn:.1f} | {wait:.1f} | {got} of {args.repeat} |")
     return 0
 
 

@@ -12,6 +12,8 @@
 # first /diagnostics report after its outputs, then the median over frames): what the node
 # itself (transport, decoding, encoding, publishing, waiting) adds around the work it must do.
 # A warm-up frame (not counted) is answered first, so start-up and first-call costs are excluded.
+# Each frame's input messages are serialized before its send time is taken and then published as
+# bytes, as a (C++) camera driver has its message ready; --inputs-timed counts building them too.
 # Run: source scripts/ros_env.sh && python bench/node_rate.py [--config tiny|full] [--frames 20]
 #      [--rate 10] [--device cpu] [--depth-source points|depth_image|stereo] [--stereo-method sgm]
 """Output rate and latency of the real sgn_node process under a camera-rate replay."""
@@ -92,6 +94,7 @@ class Replay:
         from visualization_msgs.msg import MarkerArray
 
         from sgn_ros.ros.processes import RosSession
+        from sgn_ros.ros.rcl_publish import SerializedPublisher
 
         self.session = RosSession(f"node_rate_{os.getpid()}", domain_id)
         self.node, self.executor = self.session.node, self.session.executor
@@ -100,6 +103,7 @@ class Replay:
                   "right_image": (Image, "right/image"), "right_info": (CameraInfo, "right/camera_info"),
                   "depth": (Image, "depth"), "points": (PointCloud2, "points")}
         self.pub = {k: self.node.create_publisher(t, topic, qos) for k, (t, topic) in topics.items()}
+        self.senders = {k: SerializedPublisher(pub) for k, pub in self.pub.items()}
         self.arrivals: dict[str, dict[int, float]] = {k: {} for k in OUTPUTS}
         self.voxels: list[int] = []  # occupied voxels per frame (PointCloud2 width)
         self.bytes: dict[str, int] = {}  # the last message's size per output
@@ -154,7 +158,12 @@ class Replay:
             self.executor.spin_once(timeout_sec=0.01)
         return cond()
 
-    def publish(self, frames: Frames, stamp_ns: int, depth_source: str) -> None:
+    def serialized(self, frames: Frames, stamp_ns: int, depth_source: str) -> list[tuple[str, bytes]]:
+        """One frame's input messages, serialized, in publishing order (the image last: it
+        completes the frame). Built before the frame's send time is taken: a camera driver
+        (C++) writes its message in well under a millisecond, while building a 1.4 MB Image
+        object here and serializing it takes 1-2 ms of this process, which is not the node's."""
+        from rclpy.serialization import serialize_message
         from sensor_msgs.msg import CameraInfo, Image
 
         def header(frame: str):
@@ -180,14 +189,22 @@ class Replay:
             return m
 
         if depth_source == "stereo":
-            self.pub["right_image"].publish(image(frames.right, "rgb8"))
-            self.pub["right_info"].publish(info(-frames.K[0, 0] * BASELINE))
+            out = [("right_image", image(frames.right, "rgb8")), ("right_info", info(-frames.K[0, 0] * BASELINE))]
         elif depth_source == "depth_image":
-            self.pub["depth"].publish(image(frames.depth, "32FC1"))
+            out = [("depth", image(frames.depth, "32FC1"))]
         else:
-            self.pub["points"].publish(_cloud(frames.points, header("sgn_grid")))
-        self.pub["info"].publish(info(0.0))
-        self.pub["image"].publish(image(frames.left, "rgb8"))
+            out = [("points", _cloud(frames.points, header("sgn_grid")))]
+        out += [("info", info(0.0)), ("image", image(frames.left, "rgb8"))]
+        return [(k, serialize_message(m)) for k, m in out]
+
+    def send(self, messages: list[tuple[str, bytes]]) -> None:
+        """Publish serialized input messages (through rcl directly, as sgn_node publishes)."""
+        for key, data in messages:
+            self.senders[key].publish(data)
+
+    def publish(self, frames: Frames, stamp_ns: int, depth_source: str) -> None:
+        self.send(self.serialized(frames, stamp_ns, depth_source))
+
 
     def close(self) -> None:
         self.session.close()
@@ -282,6 +299,10 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=20)
     ap.add_argument("--rate", type=float, default=10.0, help="Hz of the replayed camera")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--inputs-timed", action="store_true",
+                    help="build and serialize each frame's input messages after taking its send time (the "
+                         "1-2 ms this process takes for that then count as latency; by default they are built "
+                         "beforehand, as a camera driver has its message ready when it publishes)")
     ap.add_argument("--depth-source", choices=["points", "depth_image", "stereo"], default="points")
     ap.add_argument("--stereo-method", choices=["sgbm", "sgm", "msnet3d"], default=None,
                     help="node parameter stereo_method (refused when the node has no such parameter)")
@@ -361,9 +382,11 @@ def main() -> int:
         t0 = time.monotonic()
         for i in range(args.frames):
             stamp = STAMP0 * 1_000_000_000 + int(i * period * 1e9)
+            # the camera driver's work, before the send time unless --inputs-timed (as until round 4)
+            inputs = None if args.inputs_timed else replay.serialized(frames, stamp, args.depth_source)
             replay.spin_until(lambda i=i: time.monotonic() >= t0 + i * period, period + 1.0, proc)
             sent[stamp] = time.monotonic()
-            replay.publish(frames, stamp, args.depth_source)
+            replay.send(inputs or replay.serialized(frames, stamp, args.depth_source))
             publish_ms.append(1000.0 * (time.monotonic() - sent[stamp]))
         drain = args.drain if args.drain is not None else max(10.0, 3.0 * warm_s)
         replay.spin_until(lambda: all(replay.done(s) is not None for s in sent), drain, proc)

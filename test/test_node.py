@@ -341,6 +341,7 @@ def test_outputs_match_predictor(points_node, tiny) -> None:
     _check_outputs(h, stamp, pred, grid, load_label_set("semantickitti").colors_rgb)
     assert "Fast DDS profile from FASTDDS_DEFAULT_PROFILES_FILE" in node.log()  # the transport in use, said once
     assert "outputs serialized by the native passes" in node.log()  # the C extension is built (make / colcon)
+    assert "outputs published through rcl directly" in node.log()
 
 
 def test_parameter_pose_attaches_the_grid_to_the_camera(points_node) -> None:
@@ -593,6 +594,7 @@ def test_diagnostics_counters_add_up(points_node, tiny) -> None:
     assert int(after["frames_taken"]) == int(after["frames_processed"]) + skipped
     assert int(after["frames_processed"]) - int(before["frames_processed"]) == n
     assert after["output_encoder"] == "native"  # the C extension is built (make / colcon)
+    assert after["output_publisher"] == "rcl"  # sgn_ros.ros.rcl_publish: GIL released, no extra copy
 
 
 def test_diagnostics_carry_the_pipeline_stages(points_node, tiny) -> None:

@@ -51,6 +51,7 @@ from sgn_ros.ros.grid_frames import POSE_SOURCES, FrameSkipped, GridFrames, refe
 from sgn_ros.ros.inputs import InputSubscriptions
 from sgn_ros.ros.pipeline import NODE_STAGES, StagedPipeline, node_pipeline
 from sgn_ros.ros.qos import make_qos
+from sgn_ros.ros.rcl_publish import SerializedPublisher, rcl_available
 from sgn_ros.stereo.pair import StereoPair
 
 DEPTH_SOURCES = ("stereo", "depth_image", "points")
@@ -209,7 +210,7 @@ class _Timing:
     inference: float  # SSCPredictor.infer (the network)
     publish: float  # arrays -> messages -> publish
     encode: float = 0.0  # of which building the outputs' bytes (summed over outputs and threads)
-    send: float = 0.0  # of which Publisher.publish (DDS: copy into shared memory, hand-over)
+    send: float = 0.0  # of which handing the bytes to rcl (DDS: copies into shared memory), summed over threads
 
 
 @dataclass(frozen=True)
@@ -382,6 +383,14 @@ class SGNCore:
         self._pub_points = self.create_publisher(PointCloud2, p["output_points_topic"], qos_out)
         self._pub_markers = self.create_publisher(MarkerArray, p["output_markers_topic"], qos_out)
         self._pub_grid = self.create_publisher(SemanticVoxelGrid, p["output_grid_topic"], qos_out)
+        # the outputs' bytes go to rcl directly (GIL released, no std::string copy): rcl_publish.py
+        self._senders = {k: SerializedPublisher(pub) for k, pub in
+                         (("points", self._pub_points), ("markers", self._pub_markers), ("grid", self._pub_grid))}
+        if self._senders["points"].native:
+            self.get_logger().info("outputs published through rcl directly (GIL released, no extra copy)")
+        else:
+            _warning(self.get_logger())(f"outputs published through rclpy ({rcl_available()[1]}): one more copy "
+                                        "of every output, under the GIL")
 
     def _input_table(self, p: dict[str, Any]) -> dict[str, tuple[type, str]]:
         """input key -> (message type, topic) of every input this configuration reads."""
@@ -762,7 +771,7 @@ class SGNCore:
         (`encode_outputs`), stamped with the image's stamp, in grid_frame (or, with grid_frame
         empty, in the image's frame).
 
-        Returns (seconds encoding, summed over the encoder threads; seconds in Publisher.publish):
+        Returns (seconds encoding, seconds publishing; each summed over the encoder threads):
         /diagnostics encode_ms_mean, send_ms_mean."""
         p = self._p
         image_header = frame.messages["image"].header
@@ -788,35 +797,35 @@ class SGNCore:
             return 0.0, 0.0
         previous, surface_only = self._marker_classes, bool(p["markers_surface_only"])
 
-        def encode(kinds: set[str]) -> tuple[dict[str, bytes], set[int] | None, float]:
+        senders = self._senders
+
+        def encode_send(kinds: set[str]) -> tuple[set[int] | None, float, float]:
+            """Encode `kinds` and publish them: (marker classes present, s encoding, s publishing)."""
             t0 = time.perf_counter()
             out, present = enc.encode_outputs(prediction, options, stamp, frame_id, kinds, previous_classes=previous,
                                               surface_only=surface_only)
-            return out, (present if "markers" in out else None), time.perf_counter() - t0
+            t1 = time.perf_counter()
+            for kind, data in out.items():
+                senders[kind].publish(data)
+            return (present if "markers" in out else None), t1 - t0, time.perf_counter() - t1
 
-        # Encoding in parallel, one output per thread (points, the largest, on this stage thread;
-        # markers and grid on the two side workers): the native passes (sgn_ros.ros.wire) release
-        # the GIL, so they overlap on two or more cores. Publishing afterwards, from this thread
-        # alone: Publisher.publish copies the bytes while holding the GIL (rclpy), and an encoder
-        # thread waiting for the GIL behind it would idle. All published before returning, so the
-        # stage's time and the frame's latency stay exact.
+        # One output per thread (points, the largest, on this stage thread; markers and grid on the
+        # two side workers), each encoded and then published by the thread that encoded it. The
+        # native passes (sgn_ros.ros.wire) and rcl's publish (sgn_ros.ros.rcl_publish) both release
+        # the GIL, so encoding and the middleware's copies overlap on two or more cores. All
+        # published before returning, so the stage's time and the frame's latency stay exact.
         order = [k for k in ("points", "markers", "grid") if k in want]
         worker = self._encode_worker
         if len(order) > 1 and worker is not None:
-            futures = [worker.submit(encode, {kind}) for kind in order[1:]]
-            results = [encode({order[0]}), *(f.result() for f in futures)]
+            futures = [worker.submit(encode_send, {kind}) for kind in order[1:]]
+            results = [encode_send({order[0]}), *(f.result() for f in futures)]
         else:
-            results = [encode(want)]
-        t_send = time.perf_counter()
-        for out, _, _ in results:
-            for kind, data in out.items():
-                pubs[kind].publish(data)
-        send = time.perf_counter() - t_send
-        present = next((r[1] for r in results if r[1] is not None), None)
+            results = [encode_send(want)]
+        present = next((r[0] for r in results if r[0] is not None), None)
         if present is not None:
             self._marker_classes = present
             self._markers_at = now
-        return sum(r[2] for r in results), send
+        return sum(r[1] for r in results), sum(r[2] for r in results)
 
     # ------------------------------------------------------------------ missing inputs
     def _stale_inputs(self) -> list[str]:
@@ -892,6 +901,7 @@ class SGNCore:
             "latency_ms_max": f"{ms['latency'].max():.1f}" if recent else "nan",
             "tf_backend": self._frames.backend,
             "output_encoder": "native" if wire.NATIVE else "numpy",  # sgn_ros.ros._cdr_fill built or not
+            "output_publisher": "rcl" if all(s.native for s in self._senders.values()) else "rclpy",  # rcl_publish
             "last_error": last_error,
             **stage_values,
         })

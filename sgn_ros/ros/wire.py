@@ -3,7 +3,7 @@
 # Building rclpy message objects costs what the data is not worth: a MarkerArray needs one Python
 # geometry_msgs/Point per cube (~4 us each, 0.5-1 s for 105k voxels), and even array-backed fields
 # are copied again by rclpy's C conversion before serialization. rclpy publishes `bytes` as they
-# are (Publisher.publish(bytes) -> publish_raw), so this module writes the serialized message
+# are (Publisher.publish(bytes), or rcl directly: rcl_publish.py), so this module writes the serialized message
 # itself: small fixed parts with `struct`, the per-voxel parts as NumPy arrays whose memory *is*
 # the wire format, joined once. The bytes equal rclpy.serialization.serialize_message() of the
 # message that sgn_ros.ros.conversions builds from the same prediction (tests check every byte).
