@@ -86,8 +86,9 @@ def rcl_available() -> tuple[bool, str]:
 
 def publish_at(publisher_address: int, data: bytes, topic: str = "?") -> None:
     """rcl_publish_serialized_message on the rcl_publisher_t at `publisher_address` with `data`
-    (the bytes object's own buffer, the GIL released). The caller keeps the publisher alive (see
-    `SerializedPublisher.publish`); rcl validates the publisher and fails cleanly if it is not.
+    (the bytes object's own buffer, the GIL released). The caller keeps the publisher alive for the
+    call (see `SerializedPublisher.publish`); rcl refuses a publisher that is not initialised or
+    whose context was shut down, with its reason.
 
     Raises:
         RuntimeError: librcl is not available, or rcl refused (its error string says why).
