@@ -371,9 +371,7 @@ def test_parameters_from_yaml_and_overrides(points_node, tiny) -> None:
     cli = h.node.create_client(GetParameters, "/sgn_node/get_parameters")
     assert h.spin_until(cli.service_is_ready, 20.0)
     names = ["output_depth", "sync_tolerance", "input_mode", "depth_source", "checkpoint", "camera_to_grid"]
-    fut = cli.call_async(GetParameters.Request(names=names))
-    assert h.spin_until(fut.done, 10.0)
-    got = dict(zip(names, fut.result().values))
+    got = dict(zip(names, _answer(h, cli, lambda: GetParameters.Request(names=names), "get_parameters").values))
     yaml_params = yaml.safe_load((ROOT / "config" / "sgn.yaml").read_text())["/**"]["ros__parameters"]
     assert got["output_depth"].integer_value == yaml_params["output_depth"]
     assert got["sync_tolerance"].double_value == yaml_params["sync_tolerance"]
@@ -981,18 +979,49 @@ def test_tf_camera_pose_odometry_and_compressed_images(ros_env, tiny, tmp_path) 
 
 
 # --------------------------------------------------------------------------- lifecycle, QoS, missing input
+def _answer(h: Harness, cli, request, what: str, tries: int = 12, wait: float = 10.0):
+    """The answer to a request that changes nothing, sent again until one is answered.
+
+    A service's answer can be lost: Fast DDS sends a response only once the server has matched
+    the client's response reader, and gives up after a short wait ("failed to send response
+    (timeout)") when discovery lags on a loaded machine; the first requests of a new client are
+    the ones at risk."""
+    for _ in range(tries):
+        fut = cli.call_async(request())
+        if h.spin_until(fut.done, wait):
+            return fut.result()
+        cli.remove_pending_request(fut)
+    raise AssertionError(f"{what}: no answer to {tries} requests")
+
+
 def _lifecycle_call(h: Harness, name: str, transition: int | None = None):
+    """Call the node's lifecycle service `name` (get_state, or change_state with `transition`).
+    Each client is made once and first sends requests that change nothing (GetState; ChangeState
+    with an unknown label, which the node refuses) until one is answered (`_answer`), so the real
+    request's answer cannot be lost to discovery."""
     from lifecycle_msgs.srv import ChangeState, GetState
 
     srv = ChangeState if transition is not None else GetState
-    cli = h.node.create_client(srv, f"/sgn_node/{name}")
-    assert h.spin_until(cli.service_is_ready, 30.0), name
+    clients = h.__dict__.setdefault("lifecycle_clients", {})
+    cli = clients.get(name)
+    if cli is None:
+        cli = h.node.create_client(srv, f"/sgn_node/{name}")
+        assert h.spin_until(cli.service_is_ready, 30.0), name
+        if transition is None:
+            _answer(h, cli, srv.Request, name)
+        else:
+            def probe():
+                r = srv.Request()
+                r.transition.label = "sgn_test_no_such_transition"
+                return r
+
+            assert _answer(h, cli, probe, name).success is False  # the probe changed nothing
+        clients[name] = cli
     req = srv.Request()
     if transition is not None:
         req.transition.id = transition
     fut = cli.call_async(req)
     assert h.spin_until(fut.done, 120.0), name
-    h.node.destroy_client(cli)
     return fut.result()
 
 
