@@ -788,16 +788,14 @@ class SGNCore:
             threshold=float(p["confidence_threshold"]), include_confidence=bool(p["publish_confidence"]),
         )
         # outputs nobody subscribes to are not built; markers at most every markers_period seconds
-        pubs = {"points": self._pub_points, "markers": self._pub_markers, "grid": self._pub_grid}
-        want = {k for k, pub in pubs.items() if p[f"publish_{k}"] and pub.get_subscription_count() > 0}
+        senders = self._senders
+        want = {k for k, snd in senders.items() if p[f"publish_{k}"] and snd.publisher.get_subscription_count() > 0}
         now = time.monotonic()
         if "markers" in want and now - self._markers_at < float(p["markers_period"]):
             want.discard("markers")
         if not want:
             return 0.0, 0.0
         previous, surface_only = self._marker_classes, bool(p["markers_surface_only"])
-
-        senders = self._senders
 
         def encode_send(kinds: set[str]) -> tuple[set[int] | None, float, float]:
             """Encode `kinds` and publish them: (marker classes present, s encoding, s publishing)."""

@@ -122,6 +122,12 @@ class CdrWriter:
         self._small += _F64X4.pack(*quat)
         self.offset += 32
 
+    def _flush(self) -> None:
+        """Move the pending small fields into the parts, before a large buffer, a slot or the end."""
+        if self._small:
+            self._parts.append(bytes(self._small))
+            self._small = bytearray()
+
     def raw(self, buf: Any, nbytes: int, align: int = 1) -> None:
         """`nbytes` of an array's memory (already in wire format), after padding to `align`."""
         if not nbytes:
@@ -130,9 +136,7 @@ class CdrWriter:
         if nbytes < 256:
             self._small += memoryview(buf).cast("B")
         else:
-            if self._small:
-                self._parts.append(bytes(self._small))
-                self._small = bytearray()
+            self._flush()
             self._parts.append(buf)
         self.offset += nbytes
 
@@ -141,17 +145,13 @@ class CdrWriter:
         `raw` would put the same array: an empty one gets no padding, but still its slot)."""
         if nbytes:
             self.align(align)
-        if self._small:
-            self._parts.append(bytes(self._small))
-            self._small = bytearray()
+        self._flush()
         self._parts.append(int(nbytes))
         self.offset += nbytes
 
     def parts(self) -> list[Any]:
         """The message so far as bytes and slot sizes (ints), for `_cdr_fill`."""
-        if self._small:
-            self._parts.append(bytes(self._small))
-            self._small = bytearray()
+        self._flush()
         return list(self._parts)
 
     def byte_seq(self, arr: np.ndarray | None) -> None:
@@ -164,9 +164,7 @@ class CdrWriter:
         self.raw(a, a.nbytes)
 
     def bytes(self) -> bytes:
-        if self._small:
-            self._parts.append(bytes(self._small))
-            self._small = bytearray()
+        self._flush()
         return b"".join(self._parts)
 
 
