@@ -133,7 +133,11 @@ def test_listener_reads_kitti_player_tree(ros, tmp_path) -> None:
     })
     try:
         stamps = [builder.dataset_stamp_ns(i) for i in range(4)]
-        ok = session.spin_until(lambda: tf.can_transform("odom", "velo_link", stamps[-1]), 40.0, 0.02)
+        # Frames 1 and 3 must be in the buffer together: joining mid-loop gives frame 3 alone, and
+        # each loop restart (time back) forgets the dynamic data. No spinning happens between this
+        # wait and the lookups, so what is checked here is what they read.
+        ok = session.spin_until(
+            lambda: all(tf.can_transform("odom", "velo_link", stamps[i]) for i in (1, 3)), 40.0, 0.02)
         assert ok, tf.last_error or (proc.stdout.read().decode(errors="replace") if proc.poll() is not None else "")
         np.testing.assert_allclose(
             tf.lookup("velo_link", "camera_color_left", stamps[2]), np.linalg.inv(seq.lidar_to_camera("left")),
