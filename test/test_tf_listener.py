@@ -133,19 +133,27 @@ def test_listener_reads_kitti_player_tree(ros, tmp_path) -> None:
     })
     try:
         stamps = [builder.dataset_stamp_ns(i) for i in range(4)]
-        # Frames 1 and 3 must be in the buffer together: joining mid-loop gives frame 3 alone, and
-        # each loop restart (time back) forgets the dynamic data. No spinning happens between this
-        # wait and the lookups, so what is checked here is what they read.
-        ok = session.spin_until(
-            lambda: all(tf.can_transform("odom", "velo_link", stamps[i]) for i in (1, 3)), 40.0, 0.02)
-        assert ok, tf.last_error or (proc.stdout.read().decode(errors="replace") if proc.poll() is not None else "")
+        poses = seq.lidar_poses()
+        # The listener joins the looping player anywhere: after frame 3 and the next loop's frame 0
+        # it holds those two samples and interpolates frames 1 and 2 between them (as tf2 would).
+        # So wait for the samples themselves: until the looked-up poses are the sequence's. Lookups
+        # that never become right (a wrong chain, lost samples) time out here.
+        seen: dict[int, np.ndarray] = {}
+
+        def exact() -> bool:
+            for i in (1, 3):
+                if not tf.can_transform("odom", "velo_link", stamps[i]):
+                    return False
+                seen[i] = tf.lookup("odom", "velo_link", stamps[i])
+            return all(np.allclose(seen[i], poses[i], rtol=0.0, atol=1e-6) for i in (1, 3))
+
+        ok = session.spin_until(exact, 40.0, 0.02)
+        player = proc.stdout.read().decode(errors="replace") if not ok and proc.poll() is not None else ""
+        assert ok, f"odom -> velo_link looked up {seen}, expected {[poses[1], poses[3]]}; {tf.last_error} {player}"
         np.testing.assert_allclose(
             tf.lookup("velo_link", "camera_color_left", stamps[2]), np.linalg.inv(seq.lidar_to_camera("left")),
             atol=1e-9,
         )
-        poses = seq.lidar_poses()
-        for i in (1, 3):
-            np.testing.assert_allclose(tf.lookup("odom", "velo_link", stamps[i]), poses[i], atol=1e-6)
         tf.close()
     finally:
         stop_process(proc)
