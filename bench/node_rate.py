@@ -413,12 +413,18 @@ def main() -> int:
     net, depth, how = work_ms(timed, args.depth_source)
     # per frame: the first report after its outputs arrived; its `last_ms` stage times are that
     # frame's own when the node finished no later frame meanwhile (a slow replay: each frame is
-    # answered before the next is sent), else the p50 over recent frames; overhead p50 over frames
+    # answered before the next is sent), else the p50 over recent frames; overhead p50 over frames.
+    # A report made just before the frame's outputs went out can arrive after them (another
+    # topic) and still hold the previous frame's times: where the node names the frame behind
+    # its last outputs (`last_frame_stamp`), the first report naming this one is taken.
     per_frame = []
+    slow = args.rate * (max(lat) / 1000.0 if lat else 1.0) < 1.0
     for s_, t_done in answered.items():
         after = [r for r, t in zip(replay.timed, replay.timed_at) if t > t_done]
+        if after and "last_frame_stamp" in after[0]:
+            after = [r for r in after if r.get("last_frame_stamp") == str(s_)] or after
         if after:
-            own = args.rate * (max(lat) / 1000.0 if lat else 1.0) < 1.0 and "stage.infer.last_ms" in after[0]
+            own = slow and "stage.infer.last_ms" in after[0]
             n_, d_, _ = work_ms(after[0], args.depth_source, "last_ms" if own else "p50_ms")
             per_frame.append(1000.0 * (t_done - sent[s_]) - n_ - d_)
     overhead = _pct(per_frame, 50) if per_frame else _pct(lat, 50) - net - depth

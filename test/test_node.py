@@ -601,6 +601,7 @@ def test_diagnostics_carry_the_pipeline_stages(points_node, tiny) -> None:
     node, h = points_node
     image, points = _scene(8, tiny["grid"])
     h.spin_until(lambda: False, 1.2)
+    assert h.spin_until(lambda: bool(h.diagnostics), 10.0), "no /diagnostics\n" + node.log()  # run alone: none yet
     before = _diag(h.diagnostics[-1])
     stamp = (STAMP0 + 140) * 1_000_000_000
     _wait_answer(node, h, stamp, lambda: _publish_frame(h, stamp, image, points))
@@ -616,6 +617,9 @@ def test_diagnostics_carry_the_pipeline_stages(points_node, tiny) -> None:
     # where the publish stage's time goes: encoding the bytes and Publisher.publish (all 3 outputs subscribed)
     assert float(after["encode_ms_mean"]) > 0.0 and float(after["send_ms_mean"]) > 0.0
     assert float(after["stage.publish.last_ms"]) > 0.0
+    # the newest frame with outputs out is named, with its own network time (node_rate matches by it)
+    assert after["last_frame_stamp"] == str(stamp)
+    assert float(after["last_frame_inference_ms"]) == pytest.approx(float(after["stage.infer.last_ms"]), abs=1.0)
 
 
 def test_missing_topic_is_reported(points_node, tiny) -> None:

@@ -211,6 +211,7 @@ class _Timing:
     publish: float  # arrays -> messages -> publish
     encode: float = 0.0  # of which building the outputs' bytes (summed over outputs and threads)
     send: float = 0.0  # of which handing the bytes to rcl (DDS: copies into shared memory), summed over threads
+    stamp_ns: int = 0  # the frame's stamp (/diagnostics: which frame the last outputs were)
 
 
 @dataclass(frozen=True)
@@ -611,7 +612,7 @@ class SGNCore:
                 done=done, latency=done - frame.complete_time, queued=work.t_start - frame.complete_time,
                 decode=work.t_decoded - work.t_start, waiting=work.t_infer - work.t_decoded,
                 inference=t_inferred - work.t_infer,
-                publish=done - t_inferred, encode=encode, send=send,
+                publish=done - t_inferred, encode=encode, send=send, stamp_ns=frame.stamp_ns,
             ))
 
     def _on_stage_error(self, stage: str, e: BaseException, item: Any) -> None:
@@ -860,6 +861,7 @@ class SGNCore:
         with self._lock:
             stats = dict(self._stats)
             recent = [w for w in self._window if now - w.done <= max(5.0, 5 * period)]
+            last = self._window[-1] if self._window else None
             last_error = self._last_error or self._assembler.last_problem
             failed_at = self._last_problem.get("frames_failed", -1e18)
         span = (recent[-1].done - recent[0].done) if len(recent) > 1 else 0.0
@@ -897,6 +899,10 @@ class SGNCore:
             "rate_hz": f"{rate:.3f}",
             **{f"{k}_ms_mean": f"{v.mean():.1f}" if v.size else "nan" for k, v in ms.items()},
             "latency_ms_max": f"{ms['latency'].max():.1f}" if recent else "nan",
+            # the newest frame with outputs out: its stamp (ns) and network time, to match outputs to
+            # the work behind them (bench/node_rate.py does, per frame)
+            "last_frame_stamp": str(last.stamp_ns) if last else "",
+            "last_frame_inference_ms": f"{1000.0 * last.inference:.1f}" if last else "nan",
             "tf_backend": self._frames.backend,
             "output_encoder": "native" if wire.NATIVE else "numpy",  # sgn_ros.ros._cdr_fill built or not
             "output_publisher": "rcl" if all(s.native for s in self._senders.values()) else "rclpy",  # rcl_publish
