@@ -381,17 +381,20 @@ class SGNCore:
             seconds = self.predictor.warmup(stereo=p["depth_source"] == "stereo")
             self.get_logger().info(f"warm-up prediction in {seconds:.2f} s")
         # outputs last: a subscriber that sees them may rely on the node being ready
-        self._pub_points = self.create_publisher(PointCloud2, p["output_points_topic"], qos_out)
-        self._pub_markers = self.create_publisher(MarkerArray, p["output_markers_topic"], qos_out)
-        self._pub_grid = self.create_publisher(SemanticVoxelGrid, p["output_grid_topic"], qos_out)
         # the outputs' bytes go to rcl directly (GIL released, no std::string copy): rcl_publish.py
-        self._senders = {k: SerializedPublisher(pub) for k, pub in
-                         (("points", self._pub_points), ("markers", self._pub_markers), ("grid", self._pub_grid))}
-        if self._senders["points"].native:
+        self._senders = {
+            k: SerializedPublisher(self.create_publisher(msg_type, p[f"output_{k}_topic"], qos_out))
+            for k, msg_type in (("points", PointCloud2), ("markers", MarkerArray), ("grid", SemanticVoxelGrid))
+        }
+        if self._outputs_native():
             self.get_logger().info("outputs published through rcl directly (GIL released, no extra copy)")
         else:
             _warning(self.get_logger())(f"outputs published through rclpy ({rcl_available()[1]}): one more copy "
                                         "of every output, under the GIL")
+
+    def _outputs_native(self) -> bool:
+        """Whether every output goes to rcl directly (rcl_publish; else through rclpy's publish)."""
+        return all(snd.native for snd in self._senders.values())
 
     def _input_table(self, p: dict[str, Any]) -> dict[str, tuple[type, str]]:
         """input key -> (message type, topic) of every input this configuration reads."""
@@ -466,7 +469,7 @@ class SGNCore:
         if self.predictor is None:
             return
         self._frames.close()
-        for pub in (self._pub_points, self._pub_markers, self._pub_grid, self._pub_diag):
+        for pub in (*(snd.publisher for snd in self._senders.values()), self._pub_diag):
             self.destroy_publisher(pub)
         self.predictor = None
 
@@ -905,7 +908,7 @@ class SGNCore:
             "last_frame_inference_ms": f"{1000.0 * last.inference:.1f}" if last else "nan",
             "tf_backend": self._frames.backend,
             "output_encoder": "native" if wire.NATIVE else "numpy",  # sgn_ros.ros._cdr_fill built or not
-            "output_publisher": "rcl" if all(s.native for s in self._senders.values()) else "rclpy",  # rcl_publish
+            "output_publisher": "rcl" if self._outputs_native() else "rclpy",  # rcl_publish
             "last_error": last_error,
             **stage_values,
         })
