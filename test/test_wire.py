@@ -315,6 +315,35 @@ def _street(grid: VoxelGrid, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return labels, rng.random(grid.dims).astype(np.float32)
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["numpy", "native"])
+def test_surface_mask_of_count_is_the_visible_voxels(native: bool) -> None:
+    """count's bit mask (what the markers' fill pass reads instead of testing faces again) holds
+    exactly the occupied voxels with a free face, with a threshold and NaN confidence too (NaN:
+    not occupied, so its neighbours have a free face there)."""
+    from sgn_ros.ros import _cdr_fill
+
+    grid = GRIDS["odd"]
+    labels, conf = _prediction(grid, "random", 5)
+    labels[1:-1, :, 1:-1] = np.where(labels[1:-1, :, 1:-1] == 0, 7, labels[1:-1, :, 1:-1])
+    conf = conf.copy()
+    conf.reshape(-1)[::97] = np.nan
+    X, Y, Z = grid.dims
+    wpr = (Z + 63) // 64
+    for c, thr in ((None, 0.0), (conf, 0.0), (conf, 0.4)):
+        keep = (labels != 0) & (labels != 255)
+        if thr:
+            keep &= conf >= thr
+        _, surf, mask = _cdr_fill.count(labels, grid.dims, c, thr, True)
+        words = np.frombuffer(mask, "<u8").reshape(X * Y, wpr)
+        bits = (words[:, :, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)
+        got = bits.reshape(X, Y, wpr * 64)[:, :, :Z].astype(bool)
+        assert {tuple(v) for v in np.argwhere(got).tolist()} == _slow_free_face(keep)
+        assert sum(surf) == int(got.sum())
+        args = (labels, grid, LS.colors_rgb, STAMP, FRAME, c, thr, TRANSFORM, {2, 60})
+        assert wire.marker_array_bytes(*args, surface_only=True, native=native) == \
+            wire.marker_array_bytes(*args, surface_only=True, native=False)
+
+
 @pytest.mark.parametrize("scene", ["street", "random"])
 def test_native_equals_numpy_at_full_size(scene: str) -> None:
     """The full 256 x 256 x 32 grid (rows of 32 voxels: the native passes' 8-voxel words), every
@@ -358,6 +387,24 @@ def test_native_checks_the_layout_it_fills() -> None:
         _cdr_fill.count(labels[:-1], grid.dims, None, 0.0, False)
     with pytest.raises(TypeError, match="parts"):
         _cdr_fill.grid([b"h", "x"], labels, grid.dims, None, 0.0)
+    # the surface mask of count(..., surface=True): only with surface, of the grid's size, and
+    # naming occupied voxels only
+    counts, surf, mask = _cdr_fill.count(labels, grid.dims, None, 0.0, True)
+    classes = [c for c in range(256) if surf[c]]
+    parts = [b"h"] + [24 * surf[c] for c in classes]
+    assert len(_cdr_fill.markers(parts, classes, labels, grid.dims, None, 0.0, axes, True, mask)) == \
+        1 + 24 * sum(surf)
+    with pytest.raises(ValueError, match="mask: only with surface"):
+        _cdr_fill.markers(parts, classes, labels, grid.dims, None, 0.0, axes, False, mask)
+    with pytest.raises(ValueError, match="mask: expected"):
+        _cdr_fill.markers(parts, classes, labels, grid.dims, None, 0.0, axes, True, mask[:-8])
+    air = np.argwhere(labels == 0)[0]  # a bit set on an empty voxel
+    bad = bytearray(mask)
+    row, k = air[0] * grid.dims[1] + air[1], air[2]
+    wpr = (grid.dims[2] + 63) // 64
+    bad[8 * (row * wpr + k // 64) + (k % 64) // 8] |= 1 << (k % 8)
+    with pytest.raises(ValueError, match="mask: names a voxel"):
+        _cdr_fill.markers(parts, classes, labels, grid.dims, None, 0.0, axes, True, bytes(bad))
 
 
 def test_publish_bytes_over_dds() -> None:

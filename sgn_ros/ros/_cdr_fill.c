@@ -56,7 +56,8 @@ static inline Py_ssize_t row_occupied(const Volume *v, Py_ssize_t n0, int32_t *k
         const uint64_t nw = ~w, full = ~(((nw & low7) + low7) | nw) & high; /* ... that is 255 */
         for (uint64_t m = high & ~(zero | full); m; m &= m - 1) {
             const Py_ssize_t kk = k + (__builtin_ctzll(m) >> 3);
-            if (!v->use_thr || v->conf[n0 + kk] >= v->thr) ks[cnt++] = (int32_t)kk;
+            ks[cnt] = (int32_t)kk; /* kept when at or above the threshold: no branch to mispredict */
+            cnt += !v->use_thr || v->conf[n0 + kk] >= v->thr;
         }
     }
 #endif
@@ -177,9 +178,14 @@ static int layout(Layout *L, PyObject *parts) {
 
 /* ------------------------------------------------------------------------- count */
 PyDoc_STRVAR(count_doc,
-             "count(labels, dims, confidence, threshold, surface) -> (per_class, per_class_surface)\n\n"
+             "count(labels, dims, confidence, threshold, surface) -> (per_class, per_class_surface, mask)\n\n"
              "Occupied voxels per class (256 ints); with `surface` also per class those with a free face\n"
-             "(else None): the sizes of the markers' slots (`occupied` gives the points' one).");
+             "and the bit mask of those voxels (else None, None): the sizes of the markers' slots\n"
+             "(`occupied` gives the points' one), and what `markers` then fills them from. The mask has\n"
+             "ceil(Z / 64) little-endian uint64 words per row (i, j): bit k % 64 of word k / 64 = voxel k.");
+
+/* 64-bit words per row of a surface mask (`count`, `markers`) */
+static inline Py_ssize_t mask_words_per_row(Py_ssize_t Z) { return (Z + 63) / 64; }
 
 static PyObject *py_count(PyObject *self, PyObject *args) {
     (void)self;
@@ -194,35 +200,63 @@ static PyObject *py_count(PyObject *self, PyObject *args) {
         return NULL;
     }
     Py_ssize_t hist[256] = {0}, surf[256] = {0};
-    int32_t *ks = PyMem_RawMalloc(sizeof(int32_t) * (size_t)v.Z);
+    /* the surface voxels as bits, so that `markers` fills its slots without testing faces again */
+    const Py_ssize_t wpr = mask_words_per_row(v.Z);
+    PyObject *mask = surface ? PyBytes_FromStringAndSize(NULL, v.X * v.Y * wpr * 8) : Py_NewRef(Py_None);
+    int32_t *ks = mask ? PyMem_RawMalloc(sizeof(int32_t) * (size_t)v.Z) : NULL;
     if (!ks) {
+        Py_XDECREF(mask);
         release_all(&b);
-        return PyErr_NoMemory();
+        return mask ? PyErr_NoMemory() : NULL;
     }
+    uint64_t *bits = surface ? (uint64_t *)PyBytes_AS_STRING(mask) : NULL;
+    uint8_t *kept = NULL;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0, n0 = 0; i < v.X; i++)
-        for (Py_ssize_t j = 0; j < v.Y; j++, n0 += v.Z) {
+    if (bits) memset(bits, 0, (size_t)(v.X * v.Y * wpr * 8));
+    if (bits && v.use_thr) {
+        /* a threshold: the labels with 255 below it, made once, so that the six neighbours of a
+         * face test are label reads, not label and confidence reads */
+        const Py_ssize_t n_all = v.X * v.Y * v.Z;
+        kept = PyMem_RawMalloc((size_t)n_all);
+        if (kept) {
+            /* branch-free (confidences straddling a threshold are a coin toss per voxel); NaN: 255 */
+            const uint8_t *restrict src = v.lab;
+            const float *restrict cf = v.conf;
+            const float thr = v.thr; /* locals: byte stores may alias anything, which would reload v's fields */
+            uint8_t *restrict dst = kept;
+            for (Py_ssize_t n = 0; n < n_all; n++) dst[n] = src[n] | (uint8_t)-(uint8_t)!(cf[n] >= thr);
+            v.lab = kept;
+            v.use_thr = 0; /* occupied(kept) == occupied(labels, confidence >= threshold), NaN included */
+        }
+    }
+    for (Py_ssize_t i = 0, n0 = 0, row = 0; i < v.X; i++)
+        for (Py_ssize_t j = 0; j < v.Y; j++, n0 += v.Z, row++) {
             const Py_ssize_t m = row_occupied(&v, n0, ks);
             for (Py_ssize_t r = 0; r < m; r++) {
-                const Py_ssize_t n = n0 + ks[r];
+                const Py_ssize_t k = ks[r], n = n0 + k;
                 hist[v.lab[n]]++;
-                if (surface && has_free_face(&v, n, i, j, ks[r])) surf[v.lab[n]]++;
+                if (bits && has_free_face(&v, n, i, j, k)) {
+                    surf[v.lab[n]]++;
+                    bits[row * wpr + (k >> 6)] |= 1ULL << (k & 63);
+                }
             }
         }
     Py_END_ALLOW_THREADS
+    PyMem_RawFree(kept);
     PyMem_RawFree(ks);
     release_all(&b);
     PyObject *h = PyList_New(256), *s = surface ? PyList_New(256) : Py_NewRef(Py_None);
     if (!h || !s) {
         Py_XDECREF(h);
         Py_XDECREF(s);
+        Py_DECREF(mask);
         return NULL;
     }
     for (int c = 0; c < 256; c++) {
         PyList_SET_ITEM(h, c, PyLong_FromSsize_t(hist[c]));
         if (surface) PyList_SET_ITEM(s, c, PyLong_FromSsize_t(surf[c]));
     }
-    return Py_BuildValue("NN", h, s);
+    return Py_BuildValue("NNN", h, s, mask);
 }
 
 PyDoc_STRVAR(occupied_doc,
@@ -258,7 +292,9 @@ static PyObject *py_occupied(PyObject *self, PyObject *args) {
             memcpy(&w, v.lab + n, 8);
             const uint64_t zero = ~(((w & low7) + low7) | w) & high, nw = ~w;
             const uint64_t full = ~(((nw & low7) + low7) | nw) & high;
-            total += __builtin_popcountll(high & ~(zero | full));
+            /* at most one bit per byte (bit 7): summing the bytes is the population count, two
+             * instructions instead of the libgcc call __builtin_popcountll makes without -mpopcnt */
+            total += (Py_ssize_t)((((high & ~(zero | full)) >> 7) * 0x0101010101010101ULL) >> 56);
         }
         for (; n < n_all; n++) total += occupied(&v, n);
     } else
@@ -345,20 +381,19 @@ static PyObject *py_points(PyObject *self, PyObject *args) {
                     bad_class = c;
                     break;
                 }
-                float rec[6];
-                rec[0] = (float)((xy0 + A2[3 * k]) + t0);
-                rec[1] = (float)((xy1 + A2[3 * k + 1]) + t1);
-                rec[2] = (float)((xy2 + A2[3 * k + 2]) + t2);
-                const uint32_t u[2] = {rgb[c], (uint32_t)c};
-                memcpy(&rec[3], u, 8);
-                if (with_conf) {
-                    rec[5] = cf[n];
-                    memcpy(dst, rec, 24);
-                    dst += 24;
-                } else {
-                    memcpy(dst, rec, 20);
-                    dst += 20;
-                }
+                /* each field stored straight into the message: a record assembled on the stack
+                 * and then copied as a whole is read back with wider loads than it was written
+                 * with, which stalls store-to-load forwarding on every point */
+                const float x = (float)((xy0 + A2[3 * k]) + t0), y = (float)((xy1 + A2[3 * k + 1]) + t1),
+                            z = (float)((xy2 + A2[3 * k + 2]) + t2);
+                const uint32_t col = rgb[c], lab32 = c;
+                memcpy(dst, &x, 4);
+                memcpy(dst + 4, &y, 4);
+                memcpy(dst + 8, &z, 4);
+                memcpy(dst + 12, &col, 4);
+                memcpy(dst + 16, &lab32, 4);
+                if (with_conf) memcpy(dst + 20, cf + n, 4);
+                dst += step;
             }
         }
     Py_END_ALLOW_THREADS
@@ -380,17 +415,19 @@ fail:
 
 /* ------------------------------------------------------------------------- MarkerArray */
 PyDoc_STRVAR(markers_doc,
-             "markers(parts, classes, labels, dims, confidence, threshold, axes, surface) -> bytes\n\n"
+             "markers(parts, classes, labels, dims, confidence, threshold, axes, surface, mask=None) -> bytes\n\n"
              "MarkerArray with its slots filled: slot s holds the centres (x, y, z float64, from\n"
              "axes = (X,), (Y,), (Z,) float64 per-axis tables) of the occupied voxels of class classes[s]\n"
-             "(only those with a free face with `surface`), in C order.");
+             "(only those with a free face with `surface`), in C order. With `surface`, `mask` (the third\n"
+             "value of `count`) names those voxels, so that their faces are not tested a second time.");
 
 static PyObject *py_markers(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *parts, *classes, *labels, *dims, *conf, *axes;
+    PyObject *parts, *classes, *labels, *dims, *conf, *axes, *mask_obj = Py_None;
     double threshold;
     int surface;
-    if (!PyArg_ParseTuple(args, "OOOOOdOp", &parts, &classes, &labels, &dims, &conf, &threshold, &axes, &surface))
+    if (!PyArg_ParseTuple(args, "OOOOOdOp|O", &parts, &classes, &labels, &dims, &conf, &threshold, &axes, &surface,
+                          &mask_obj))
         return NULL;
     Buffers b = {.n = 0};
     Volume v;
@@ -403,6 +440,16 @@ static PyObject *py_markers(PyObject *self, PyObject *args) {
     const double *ax1 = ax0 ? get_array(&b, o1, "d", 8, v.Y, "axes[1]") : NULL;
     const double *ax2 = ax1 ? get_array(&b, o2, "d", 8, v.Z, "axes[2]") : NULL;
     if (!ax2) goto fail;
+    const uint64_t *mask = NULL;
+    const Py_ssize_t wpr = mask_words_per_row(v.Z);
+    if (mask_obj != Py_None) {
+        if (!surface) {
+            PyErr_SetString(PyExc_ValueError, "mask: only with surface (the mask of count(..., surface=True))");
+            goto fail;
+        }
+        mask = get_array(&b, mask_obj, "B", 1, v.X * v.Y * wpr * 8, "mask");
+        if (!mask) goto fail;
+    }
     if (layout(&L, parts) < 0) goto fail;
     seq = PySequence_Fast(classes, "classes: expected a list of class ids");
     if (!seq) goto fail;
@@ -426,6 +473,30 @@ static PyObject *py_markers(PyObject *self, PyObject *args) {
         goto fail;
     }
     Py_BEGIN_ALLOW_THREADS
+    if (mask) { /* the surface voxels named by count's mask: a set bit of a word per voxel, no face test */
+        for (Py_ssize_t i = 0, n0 = 0, row = 0; i < v.X && !bad; i++)
+            for (Py_ssize_t j = 0; j < v.Y && !bad; j++, n0 += v.Z, row++)
+                for (Py_ssize_t w = 0; w < wpr && !bad; w++) {
+                    uint64_t word;
+                    memcpy(&word, mask + row * wpr + w, 8);
+                    for (; word; word &= word - 1) {
+                        const Py_ssize_t k = 64 * w + __builtin_ctzll(word), n = n0 + k;
+                        /* a bit beyond the row or on a voxel that is not occupied: not count's mask */
+                        if (k >= v.Z || !occupied(&v, n)) {
+                            bad = 2;
+                            break;
+                        }
+                        const uint8_t c = v.lab[n];
+                        if (cursor[c] == stop[c]) {
+                            bad = 1;
+                            break;
+                        }
+                        const double p[3] = {ax0[i], ax1[j], ax2[k]};
+                        memcpy(cursor[c], p, 24);
+                        cursor[c] += 24;
+                    }
+                }
+    } else
     for (Py_ssize_t i = 0, n0 = 0; i < v.X && !bad; i++)
         for (Py_ssize_t j = 0; j < v.Y && !bad; j++, n0 += v.Z) {
             const Py_ssize_t m = row_occupied(&v, n0, ks);
@@ -445,6 +516,10 @@ static PyObject *py_markers(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     PyMem_RawFree(ks);
     for (int c = 0; c < 256 && !bad; c++) bad = cursor[c] != stop[c];
+    if (bad == 2) {
+        PyErr_SetString(PyExc_ValueError, "mask: names a voxel outside the rows or not occupied (not count's mask)");
+        goto fail;
+    }
     if (bad) {
         PyErr_SetString(PyExc_ValueError, "parts: the marker slots do not match the occupied voxels per class");
         goto fail;
@@ -487,7 +562,8 @@ static PyObject *py_grid(PyObject *self, PyObject *args) {
     const float thr = v.thr;
     Py_BEGIN_ALLOW_THREADS
     if (v.use_thr) {
-        for (Py_ssize_t n = 0; n < n_all; n++) lab[n] = cf[n] < thr ? 255 : src[n];
+        /* 255 below the threshold, branch-free so that it vectorises (NaN: kept, as NumPy's where) */
+        for (Py_ssize_t n = 0; n < n_all; n++) lab[n] = src[n] | (uint8_t)-(uint8_t)(cf[n] < thr);
     } else {
         memcpy(lab, src, (size_t)n_all);
     }

@@ -362,15 +362,16 @@ def use_native(labels: np.ndarray, confidence: np.ndarray | None, native: bool |
 
 
 def _native_counts(labels: np.ndarray, grid: VoxelGrid, confidence: np.ndarray | None, threshold: float,
-                   colors: np.ndarray, surface: bool) -> list[int]:
+                   colors: np.ndarray, surface: bool) -> tuple[list[int], bytes | None]:
     """Per-class counts of the cubes drawn (all occupied voxels, or with `surface` those with a
-    free face), with the colour check of `_check_colors`."""
-    per_class, per_surface = _native.count(labels, grid.dims, confidence, float(threshold), surface)
+    free face), with the colour check of `_check_colors`; with `surface` also the bit mask of
+    those voxels, which the fill pass then reads instead of testing every face again."""
+    per_class, per_surface, mask = _native.count(labels, grid.dims, confidence, float(threshold), surface)
     counts = per_surface if surface else per_class
     top = max((c for c in range(256) if counts[c]), default=-1)
     if top >= len(colors):
         raise ValueError(f"labels: class id {top} has no colour ({len(colors)} classes)")
-    return counts
+    return counts, mask
 
 
 # --------------------------------------------------------------------------- PointCloud2
@@ -515,12 +516,12 @@ def marker_array_bytes(
     _check(labels, confidence, grid)
     colors = np.asarray(colors_rgb, dtype=np.float64) / 255.0
     if selected is None and use_native(labels, confidence, native):
-        counts = _native_counts(labels, grid, confidence, threshold, colors, surface_only)
+        counts, mask = _native_counts(labels, grid, confidence, threshold, colors, surface_only)
         classes = [c for c in range(256) if counts[c]]
         w = _marker_array_layout(classes, counts, previous_classes, stamp, frame_id, transform, namespace, alpha,
                                  colors, grid, fill=None)
         data = _native.markers(w.parts(), classes, labels, grid.dims, confidence, float(threshold),
-                               tuple(_tables(grid).axes64), surface_only)
+                               tuple(_tables(grid).axes64), surface_only, mask)
         return data, set(classes)
     flat, lab = _selection(labels, grid, confidence, threshold, selected)
     if surface_only:
