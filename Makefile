@@ -7,7 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-# the C extension sgn_ros.ros._cdr_fill, built in place (pip install -e .) again when its source changes
+# the C extensions (sgn_ros.ros._cdr_fill, sgn_ros.model._pixels), built in place (pip install -e .)
+# again when their sources change
 NATIVE := $(VENV)/.native
 # ROS 2 wheels: Kilted by default; `ROS_REQS=requirements/ros-jazzy.txt` for Jazzy.
 ROS_REQS ?= requirements/ros.txt
@@ -26,7 +27,7 @@ $(STAMP): $(REQS)
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-$(NATIVE): $(STAMP) sgn_ros/ros/_cdr_fill.c
+$(NATIVE): $(STAMP) sgn_ros/ros/_cdr_fill.c sgn_ros/model/_pixels.c
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $(NATIVE)
 

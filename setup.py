@@ -29,8 +29,16 @@ _CDR_FILL = Extension(
     extra_compile_args=[] if sys.platform == "win32" else ["-O3", "-ffp-contract=off"],
 )
 
+# Camera pixels -> the network's normalised input through a per-channel table, one pass
+# (sgn_ros/model/_pixels.c); without the build, torch's four passes give the same values.
+_PIXELS = Extension(
+    "sgn_ros.model._pixels",
+    sources=["sgn_ros/model/_pixels.c"],
+    extra_compile_args=[] if sys.platform == "win32" else ["-O3"],
+)
+
 setup(
-    ext_modules=[_CDR_FILL],
+    ext_modules=[_CDR_FILL, _PIXELS],
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/sgn_ros"]),
         ("share/sgn_ros", ["package.xml"]),

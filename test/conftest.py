@@ -1,10 +1,16 @@
 # Shared test fixtures. `synthetic_root`: one small synthetic SemanticKITTI sequence, generated
 # once per test session and prepared exactly as real data is (labels + pseudo-LiDAR through the
 # `sgn-ros preprocess` code paths), so dataset, trainer and evaluation tests read real files.
-"""Session fixtures: a prepared synthetic SemanticKITTI tree."""
+# `from_install_tree`: Python code run in a process that imports sgn_ros from the colcon install
+# tree alone, as `ros2 run` / `ros2 launch` do (the C extensions must be built there too).
+"""Session fixtures: a prepared synthetic SemanticKITTI tree; runs from the colcon install tree."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +27,26 @@ SYNTH_DEPTH_TAG = "msnet3d"
 def _limit_threads() -> None:
     """The test machine has 2 cores shared by many processes."""
     torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def from_install_tree() -> Callable[[str], tuple[str, str]]:
+    """`run(code)` -> (the install tree's site-packages, stdout of `python -c code` run with that
+    folder first on sys.path, without PYTHONPATH and outside the repository). Skips the test
+    where there is no install tree (make ros-build makes it)."""
+    root = Path(__file__).resolve().parents[1]
+    sites = sorted((root / "install" / "sgn_ros" / "lib").glob("python3*/site-packages"))
+    if not sites:
+        pytest.skip("no colcon install tree: make ros-build")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def run(code: str) -> tuple[str, str]:
+        out = subprocess.run([sys.executable, "-c", "import sys; sys.path[:0] = [sys.argv[1]]; " + code,
+                              str(sites[0])], env=env, cwd="/", capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return str(sites[0]), out.stdout
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -283,23 +283,13 @@ def test_native_passes_are_built() -> None:
     assert wire.use_native(labels, conf) and not wire.use_native(np.asfortranarray(labels), conf)
 
 
-def test_colcon_install_tree_has_the_native_passes() -> None:
+def test_colcon_install_tree_has_the_native_passes(from_install_tree) -> None:
     """colcon build (CMakeLists.txt) compiles the extension into the install tree too: a process
     that imports sgn_ros from there alone (as `ros2 run` / `ros2 launch` do) gets the native passes."""
-    import subprocess
-    import sys
-
-    sites = sorted((ROOT / "install" / "sgn_ros" / "lib").glob("python3*/site-packages"))
-    if not sites:
-        pytest.skip("no colcon install tree: make ros-build")
-    code = ("import sys; sys.path[:0] = [sys.argv[1]]; import sgn_ros.ros.wire as w; "
-            "print(w.NATIVE, w.__file__, w._native.__file__ if w._native else None)")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-c", code, str(sites[0])], env=env, cwd="/", capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    native, module, ext = out.stdout.split()
-    assert native == "True" and module.startswith(str(sites[0])) and ext.startswith(str(sites[0])), out.stdout
+    site, stdout = from_install_tree("import sgn_ros.ros.wire as w; "
+                                     "print(w.NATIVE, w.__file__, w._native.__file__ if w._native else None)")
+    native, module, ext = stdout.split()
+    assert native == "True" and module.startswith(site) and ext.startswith(site), stdout
 
 
 def _street(grid: VoxelGrid, seed: int) -> tuple[np.ndarray, np.ndarray]:

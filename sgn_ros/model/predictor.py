@@ -420,7 +420,7 @@ class SSCPredictor:
             else:
                 if self.device.type == "cpu":
                     fitted, k_net = self.fit_camera(im, k, mode)
-                    pixels = torch.from_numpy(np.ascontiguousarray(fitted))
+                    pixels = fitted  # a crop stays a view: normalize_image reads it with its strides
                 else:
                     upload = torch.from_numpy(np.ascontiguousarray(im)).to(self.device, non_blocking=True)
                     pixels, k_net = self.fit_camera(upload, k, mode)
