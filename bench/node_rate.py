@@ -415,21 +415,26 @@ def main() -> int:
     diag = replay.diagnostics
     timed = merged_times(replay.timed) if replay.timed else diag
     net, depth, how = work_ms(timed, args.depth_source)
-    # per frame: the first report after its outputs arrived; its `last_ms` stage times are that
-    # frame's own when the node finished no later frame meanwhile (a slow replay: each frame is
-    # answered before the next is sent), else the p50 over recent frames; overhead p50 over frames.
-    # A report made just before the frame's outputs went out can arrive after them (another
-    # topic) and still hold the previous frame's times: where the node names the frame behind
-    # its last outputs (`last_frame_stamp`), the first report naming this one is taken.
+    # per frame: the first report after its outputs arrived. Where the node names the frame
+    # behind its last outputs (`last_frame_stamp`), the first report naming this frame is taken
+    # (a report made just before the outputs went out can arrive after them, on another topic,
+    # with the previous frame's times), and its `last_frame_inference_ms` is this frame's own
+    # network time. Otherwise, and for the depth stage, the `last_ms` stage times are the frame's
+    # own when the node took no later frame before this one was answered (the next frame was
+    # sent after it), else the p50 over recent frames. Overhead: the p50 over frames.
     per_frame = []
-    slow = args.rate * (max(lat) / 1000.0 if lat else 1.0) < 1.0
+    order = sorted(sent)
     for s_, t_done in answered.items():
         after = [r for r, t in zip(replay.timed, replay.timed_at) if t > t_done]
-        if after and "last_frame_stamp" in after[0]:
-            after = [r for r in after if r.get("last_frame_stamp") == str(s_)] or after
+        named = [r for r in after if r.get("last_frame_stamp") == str(s_)]
+        after = named or after
         if after:
-            own = slow and "stage.infer.last_ms" in after[0]
+            i_ = order.index(s_)
+            alone = i_ + 1 == len(order) or sent[order[i_ + 1]] > t_done
+            own = alone and "stage.infer.last_ms" in after[0]
             n_, d_, _ = work_ms(after[0], args.depth_source, "last_ms" if own else "p50_ms")
+            if named and named[0].get("last_frame_inference_ms", "nan") != "nan":
+                n_ = float(named[0]["last_frame_inference_ms"])
             per_frame.append(1000.0 * (t_done - sent[s_]) - n_ - d_)
     overhead = _pct(per_frame, 50) if per_frame else _pct(lat, 50) - net - depth
 
