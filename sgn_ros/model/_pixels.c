@@ -13,7 +13,6 @@
 #include <Python.h>
 
 #include <stdint.h>
-#include <string.h>
 
 PyDoc_STRVAR(normalize_doc,
              "normalize(image, table, out) -> None\n\n"

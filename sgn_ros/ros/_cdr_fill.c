@@ -418,8 +418,8 @@ PyDoc_STRVAR(markers_doc,
              "markers(parts, classes, labels, dims, confidence, threshold, axes, surface, mask=None) -> bytes\n\n"
              "MarkerArray with its slots filled: slot s holds the centres (x, y, z float64, from\n"
              "axes = (X,), (Y,), (Z,) float64 per-axis tables) of the occupied voxels of class classes[s]\n"
-             "(only those with a free face with `surface`), in C order. With `surface`, `mask` (the third\n"
-             "value of `count`) names those voxels, so that their faces are not tested a second time.");
+             "(only those with a free face with `surface`), in C order. `surface` needs `mask` (the third\n"
+             "value of `count`), which names those voxels: their faces are tested once, there.");
 
 static PyObject *py_markers(PyObject *self, PyObject *args) {
     (void)self;
@@ -442,11 +442,12 @@ static PyObject *py_markers(PyObject *self, PyObject *args) {
     if (!ax2) goto fail;
     const uint64_t *mask = NULL;
     const Py_ssize_t wpr = mask_words_per_row(v.Z);
-    if (mask_obj != Py_None) {
-        if (!surface) {
-            PyErr_SetString(PyExc_ValueError, "mask: only with surface (the mask of count(..., surface=True))");
-            goto fail;
-        }
+    if ((mask_obj != Py_None) != !!surface) { /* the faces are tested once, by count */
+        PyErr_SetString(PyExc_ValueError, surface ? "mask: surface needs the mask of count(..., surface=True)"
+                                                  : "mask: only with surface (the mask of count(..., surface=True))");
+        goto fail;
+    }
+    if (surface) {
         mask = get_array(&b, mask_obj, "B", 1, v.X * v.Y * wpr * 8, "mask");
         if (!mask) goto fail;
     }
@@ -502,7 +503,6 @@ static PyObject *py_markers(PyObject *self, PyObject *args) {
             const Py_ssize_t m = row_occupied(&v, n0, ks);
             for (Py_ssize_t r = 0; r < m; r++) {
                 const Py_ssize_t k = ks[r], n = n0 + k;
-                if (surface && !has_free_face(&v, n, i, j, k)) continue;
                 const uint8_t c = v.lab[n];
                 if (cursor[c] == stop[c]) { /* undeclared class, or more cubes than counted */
                     bad = 1;
