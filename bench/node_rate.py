@@ -37,6 +37,8 @@ FULL_HW, FULL_K = (376, 1241), np.array([[718.856, 0.0, 607.1928], [0.0, 718.856
 TINY_HW, TINY_K = (70, 200), np.array([[110.0, 0.0, 97.0], [0.0, 110.0, 33.0], [0.0, 0.0, 1.0]])
 BASELINE = 0.54
 OUTPUTS = ("points", "markers", "grid")
+#: the newest frame's own times in the node, from /diagnostics `last_frame_<key>_ms`
+SPLIT = ("latency", "queued", "decode", "waiting", "publish")
 
 
 def tiny_config(out_dir: Path) -> tuple[str, str]:
@@ -423,6 +425,7 @@ def main() -> int:
     # own when the node took no later frame before this one was answered (the next frame was
     # sent after it), else the p50 over recent frames. Overhead: the p50 over frames.
     per_frame = []
+    split: list[dict[str, float]] = []  # per frame: its own times in the node, and outside it
     order = sorted(sent)
     for s_, t_done in answered.items():
         after = [r for r, t in zip(replay.timed, replay.timed_at) if t > t_done]
@@ -436,6 +439,10 @@ def main() -> int:
             if named and named[0].get("last_frame_inference_ms", "nan") != "nan":
                 n_ = float(named[0]["last_frame_inference_ms"])
             per_frame.append(1000.0 * (t_done - sent[s_]) - n_ - d_)
+            if named and named[0].get("last_frame_latency_ms", "nan") != "nan":  # the frame's own time in the node
+                own = {k: float(named[0].get(f"last_frame_{k}_ms", "nan")) for k in SPLIT}
+                own["outside"] = 1000.0 * (t_done - sent[s_]) - own["latency"]
+                split.append(own)
     overhead = _pct(per_frame, 50) if per_frame else _pct(lat, 50) - net - depth
 
     print(f"# sgn_node at {args.rate:g} Hz: config {args.config} ({hw[1]} x {hw[0]} images, grid {grid.dims}), "
@@ -467,6 +474,12 @@ def main() -> int:
     if np.isfinite(inside):
         print(f"\nin the node, frame complete -> published (latency_ms_mean): {inside:.0f} ms; outside it "
               f"(transport both ways, this process): {_pct(lat, 50) - inside:.0f} ms")
+    if split:  # a frame's overhead = outside + queued + decode + waiting + publish (less depth, if any)
+        med = {k: _pct([f[k] for f in split], 50) for k in ("outside",) + SPLIT}
+        print(f"per frame, p50 over {len(split)} frames (ms): outside the node (image published -> frame complete "
+              f"there, outputs published -> the last one here) {med['outside']:.1f}; in the node: queued "
+              f"{med['queued']:.1f}, decode {med['decode']:.1f}, waiting {med['waiting']:.1f}, publish "
+              f"{med['publish']:.1f}")
     per_output = {k: [1000.0 * (a[s] - sent[s]) for s in answered if s in a] for k, a in replay.arrivals.items()}
     print("latency p50 per output (image published -> arrived here), ms: "
           + ", ".join(f"{k} {_pct(v, 50):.0f}" for k, v in per_output.items())

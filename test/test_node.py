@@ -571,6 +571,7 @@ def test_diagnostics_counters_add_up(points_node, tiny) -> None:
     node, h = points_node
     image, points = _scene(7, tiny["grid"])
     h.spin_until(lambda: False, 1.2)
+    assert h.spin_until(lambda: bool(h.diagnostics), 10.0), "no /diagnostics\n" + node.log()  # run alone: none yet
     before = _diag(h.diagnostics[-1])
     base = (STAMP0 + 130) * 1_000_000_000
     n = 4
@@ -620,6 +621,15 @@ def test_diagnostics_carry_the_pipeline_stages(points_node, tiny) -> None:
     # the newest frame with outputs out is named, with its own network time (node_rate matches by it)
     assert after["last_frame_stamp"] == str(stamp)
     assert float(after["last_frame_inference_ms"]) == pytest.approx(float(after["stage.infer.last_ms"]), abs=1.0)
+    # and its own time in the node: complete -> published is the sum of its stages (node_rate splits
+    # a frame's overhead into the node's part and the transport's with these)
+    own = {k: float(after[f"last_frame_{k}_ms"]) for k in ("latency", "queued", "decode", "waiting", "inference",
+                                                            "publish")}
+    # (the decode stage's call holds the frame's decode; its publish time adds the hand-over to that stage)
+    assert own["decode"] <= float(after["stage.decode.last_ms"]) + 0.2
+    assert own["publish"] >= float(after["stage.publish.last_ms"]) - 0.2
+    assert all(v >= 0.0 for v in own.values()), own
+    assert own["latency"] == pytest.approx(sum(v for k, v in own.items() if k != "latency"), abs=0.5)
 
 
 def test_missing_topic_is_reported(points_node, tiny) -> None:

@@ -902,10 +902,12 @@ class SGNCore:
             "rate_hz": f"{rate:.3f}",
             **{f"{k}_ms_mean": f"{v.mean():.1f}" if v.size else "nan" for k, v in ms.items()},
             "latency_ms_max": f"{ms['latency'].max():.1f}" if recent else "nan",
-            # the newest frame with outputs out: its stamp (ns) and network time, to match outputs to
-            # the work behind them (bench/node_rate.py does, per frame)
+            # the newest frame with outputs out: its stamp (ns), network time and its own time in the
+            # node (complete -> published, and per stage), to match outputs to the work behind them and
+            # tell the node's part of a frame's latency from the transport's (bench/node_rate.py does)
             "last_frame_stamp": str(last.stamp_ns) if last else "",
-            "last_frame_inference_ms": f"{1000.0 * last.inference:.1f}" if last else "nan",
+            **{f"last_frame_{k}_ms": f"{1000.0 * getattr(last, k):.1f}" if last else "nan"
+               for k in ("inference", "latency", "queued", "decode", "waiting", "publish")},
             "tf_backend": self._frames.backend,
             "output_encoder": "native" if wire.NATIVE else "numpy",  # sgn_ros.ros._cdr_fill built or not
             "output_publisher": "rcl" if self._outputs_native() else "rclpy",  # rcl_publish
