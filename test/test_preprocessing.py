@@ -111,3 +111,11 @@ def test_native_kernel_is_built_here_and_by_colcon(from_install_tree):
                                      "print(p.NATIVE, p._native.__file__ if p._native else None)")
     native, ext = stdout.split()
     assert native == "True" and ext.startswith(site), stdout
+
+
+@pytest.mark.slow
+def test_native_kernel_under_the_sanitizers(sanitized):
+    """This file's cases once more, against `_pixels` built with AddressSanitizer and
+    UndefinedBehaviorSanitizer: crops, strides and padded outputs read and write only their own bytes."""
+    out = sanitized("sgn_ros.model._pixels", ["test_preprocessing.py"])
+    assert " passed" in out and " failed" not in out

@@ -429,3 +429,12 @@ def test_publish_bytes_over_dds() -> None:
         for k, (t, data) in out.items():
             assert got[k] == deserialize_message(data, t)
             assert bytes(raw[k]) == data  # the bytes travel unchanged
+
+
+@pytest.mark.slow
+def test_native_passes_under_the_sanitizers(sanitized) -> None:
+    """This file's and test_encoders' cases once more, against `_cdr_fill` built with
+    AddressSanitizer and UndefinedBehaviorSanitizer: every pass stays inside its buffers (the
+    message it fills, the labels, confidence and mask it reads) and does nothing undefined."""
+    out = sanitized("sgn_ros.ros._cdr_fill", ["test_wire.py", "test_encoders.py"])
+    assert " passed" in out and " failed" not in out
