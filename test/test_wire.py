@@ -44,6 +44,10 @@ GRIDS = {
     "odd": VoxelGrid(origin=(-1.0, 2.5, -0.7), voxel_size=0.3, dims=(9, 7, 5), scales=(1,)),
     "flat": VoxelGrid(origin=(0.0, 0.0, 0.0), voxel_size=0.5, dims=(13, 1, 3), scales=(1,)),
     "kitti_quarter": DEFAULT_GRID.scaled(4),  # 64 x 64 x 8, power-of-two strides
+    # columns longer than one 64-bit word of the surface mask (three words, the last partial), and
+    # a single column: every voxel on the grid's border
+    "deep": VoxelGrid(origin=(0.0, -1.0, -2.0), voxel_size=0.2, dims=(3, 2, 130), scales=(1,)),
+    "needle": VoxelGrid(origin=(0.5, 0.5, 0.5), voxel_size=0.4, dims=(1, 1, 65), scales=(1,)),
 }
 TRANSFORM = xyz_rpy_to_matrix([0.3, -1.2, 1.7, -1.571, 0.02, -1.569])
 
@@ -305,14 +309,15 @@ def _street(grid: VoxelGrid, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return labels, rng.random(grid.dims).astype(np.float32)
 
 
+@pytest.mark.parametrize("grid_name", ["odd", "deep", "needle"])
 @pytest.mark.parametrize("native", [False, True], ids=["numpy", "native"])
-def test_surface_mask_of_count_is_the_visible_voxels(native: bool) -> None:
+def test_surface_mask_of_count_is_the_visible_voxels(native: bool, grid_name: str) -> None:
     """count's bit mask (what the markers' fill pass reads instead of testing faces again) holds
     exactly the occupied voxels with a free face, with a threshold and NaN confidence too (NaN:
-    not occupied, so its neighbours have a free face there)."""
+    not occupied, so its neighbours have a free face there); rows of one, two and three words."""
     from sgn_ros.ros import _cdr_fill
 
-    grid = GRIDS["odd"]
+    grid = GRIDS[grid_name]
     labels, conf = _prediction(grid, "random", 5)
     labels[1:-1, :, 1:-1] = np.where(labels[1:-1, :, 1:-1] == 0, 7, labels[1:-1, :, 1:-1])
     conf = conf.copy()
