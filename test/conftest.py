@@ -86,15 +86,15 @@ def sanitizer_runtime(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, di
         libs.append(found)
     env = {**os.environ, **SANITIZER_ENV, "LD_PRELOAD": " ".join(libs)}
     tmp = tmp_path_factory.mktemp("sanitizer_control")
-    (tmp / "overrun.c").write_text(
+    (tmp / "freed.c").write_text(
         "#include <Python.h>\n#include <stdlib.h>\n"
         "static PyObject *go(PyObject *s, PyObject *a) { volatile char *p = malloc(16); free((void *)p);"
         " p[8] = 1; Py_RETURN_NONE; }\n"
         "static PyMethodDef m[] = {{\"go\", go, METH_NOARGS, 0}, {0}};\n"
-        "static struct PyModuleDef d = {PyModuleDef_HEAD_INIT, \"overrun\", 0, -1, m};\n"
-        "PyMODINIT_FUNC PyInit_overrun(void) { return PyModule_Create(&d); }\n")
-    _compile(cc, tmp / "overrun.c", tmp / f"overrun{sysconfig.get_config_var('EXT_SUFFIX')}")
-    control = subprocess.run([sys.executable, "-c", "import overrun; overrun.go()"], cwd=tmp, env=env,
+        "static struct PyModuleDef d = {PyModuleDef_HEAD_INIT, \"freed\", 0, -1, m};\n"
+        "PyMODINIT_FUNC PyInit_freed(void) { return PyModule_Create(&d); }\n")
+    _compile(cc, tmp / "freed.c", tmp / f"freed{sysconfig.get_config_var('EXT_SUFFIX')}")
+    control = subprocess.run([sys.executable, "-c", "import freed; freed.go()"], cwd=tmp, env=env,
                              capture_output=True, text=True, timeout=120)
     assert control.returncode != 0 and "AddressSanitizer: heap-use-after-free" in control.stderr, (
         f"the sanitizers did not catch a write to freed memory: rc {control.returncode}\n{control.stderr[-2000:]}")
