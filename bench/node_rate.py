@@ -471,7 +471,7 @@ def main() -> int:
         print("\nnode time per frame (windowed means, ms): "
               + ", ".join(f"{p} {v:.0f}" for p, v in parts if np.isfinite(v)))
     inside = _f(timed, "latency_ms_mean")
-    if np.isfinite(inside):
+    if np.isfinite(inside) and not split:  # a node without the per-frame times: windowed mean against p50
         print(f"\nin the node, frame complete -> published (latency_ms_mean): {inside:.0f} ms; outside it "
               f"(transport both ways, this process): {_pct(lat, 50) - inside:.0f} ms")
     if split:  # a frame's overhead = outside + queued + decode + waiting + publish (less depth, if any)
