@@ -440,9 +440,9 @@ def main() -> int:
                 n_ = float(named[0]["last_frame_inference_ms"])
             per_frame.append(1000.0 * (t_done - sent[s_]) - n_ - d_)
             if named and named[0].get("last_frame_latency_ms", "nan") != "nan":  # the frame's own time in the node
-                own = {k: float(named[0].get(f"last_frame_{k}_ms", "nan")) for k in SPLIT}
-                own["outside"] = 1000.0 * (t_done - sent[s_]) - own["latency"]
-                split.append(own)
+                in_node = {k: float(named[0].get(f"last_frame_{k}_ms", "nan")) for k in SPLIT}
+                in_node["outside"] = 1000.0 * (t_done - sent[s_]) - in_node["latency"]
+                split.append(in_node)
     overhead = _pct(per_frame, 50) if per_frame else _pct(lat, 50) - net - depth
 
     print(f"# sgn_node at {args.rate:g} Hz: config {args.config} ({hw[1]} x {hw[0]} images, grid {grid.dims}), "

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 
+#: the repository (the package and the install tree live below it)
+ROOT = Path(__file__).resolve().parents[1]
 #: frames of the synthetic sequence: voxel labels every 5th frame -> 4 samples (0, 5, 10, 15)
 SYNTH_FRAMES = 16
 SYNTH_SEED = 0
@@ -40,8 +42,7 @@ def from_install_tree() -> Callable[[str], tuple[str, str]]:
     """`run(code)` -> (the install tree's site-packages, stdout of `python -c code` run with that
     folder first on sys.path, without PYTHONPATH and outside the repository). Skips the test
     where there is no install tree (make ros-build makes it)."""
-    root = Path(__file__).resolve().parents[1]
-    sites = sorted((root / "install" / "sgn_ros" / "lib").glob("python3*/site-packages"))
+    sites = sorted((ROOT / "install" / "sgn_ros" / "lib").glob("python3*/site-packages"))
     if not sites:
         pytest.skip("no colcon install tree: make ros-build")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -108,14 +109,13 @@ def sanitized(sanitizer_runtime: tuple[str, dict[str, str]], tmp_path: Path) -> 
     under ASan and UBSan; then pytest on `tests` (paths in test/) in a child that imports that
     copy, with the runtimes preloaded. Returns the child's output; fails on any report."""
     cc, env = sanitizer_runtime
-    root = Path(__file__).resolve().parents[1]
 
     def run(module: str, tests: list[str]) -> str:
         copy = tmp_path / "sanitized"
-        shutil.copytree(root / "sgn_ros", copy / "sgn_ros", copy_function=os.symlink,
+        shutil.copytree(ROOT / "sgn_ros", copy / "sgn_ros", copy_function=os.symlink,
                         ignore=shutil.ignore_patterns("*.so", "__pycache__"))
         rel = Path(*module.split("."))
-        _compile(cc, root / rel.with_suffix(".c"), copy / f"{rel}{sysconfig.get_config_var('EXT_SUFFIX')}")
+        _compile(cc, ROOT / rel.with_suffix(".c"), copy / f"{rel}{sysconfig.get_config_var('EXT_SUFFIX')}")
         # reports to files: the child's pytest captures the stderr of a test, and a process the
         # sanitizer stops takes that capture with it
         logs = tmp_path / "reports"
@@ -127,7 +127,7 @@ def sanitized(sanitizer_runtime: tuple[str, dict[str, str]], tmp_path: Path) -> 
                                cwd=copy, capture_output=True, text=True, timeout=120)
         assert where.returncode == 0 and where.stdout.strip().startswith(str(copy)), where.stdout + where.stderr
         out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-k",
-                              "not sanitizers", *(str(root / "test" / t) for t in tests)], env=child, cwd=copy,
+                              "not sanitizers", *(str(ROOT / "test" / t) for t in tests)], env=child, cwd=copy,
                              capture_output=True, text=True, timeout=900)
         text = out.stdout + out.stderr
         reports = "".join(f.read_text(errors="replace") for f in sorted(logs.iterdir()))
