@@ -1,7 +1,11 @@
 # Stereo matcher figures on one synthetic KITTI-size pair (376 x 1241, rendered with its true
 # depth): milliseconds per pair and depth accuracy of OpenCV's StereoSGBM (CPU) and of the torch
-# semi-global matcher sgn_ros.stereo.sgm on a chosen device. Prints a markdown table; no
-# assertions (this is a benchmark). On a GPU machine: `python bench/stereo_sgm.py --device cuda`.
+# semi-global matcher sgn_ros.stereo.sgm on a chosen device, with each path-aggregation backend
+# that runs there (torch's scan anywhere; the fused Triton scan on CUDA), and the number of torch
+# operations that launch work per pair (views and allocations left out; a Triton backend adds one
+# launch per path): on a GPU each costs a few microseconds of launch overhead whatever its size.
+# Prints a markdown table; no assertions (this is a benchmark).
+# On a GPU machine: `python bench/stereo_sgm.py --device cuda`.
 """Benchmark: OpenCV StereoSGBM vs the torch SGM, time per pair and depth accuracy."""
 
 from __future__ import annotations
@@ -35,6 +39,28 @@ def _accuracy(depth: np.ndarray, truth: np.ndarray, max_range: float) -> tuple[f
     return 100 * float(np.median(rel)), 100 * ok.sum() / near.sum(), 100 * float((rel > 0.05).sum() / near.sum())
 
 
+#: torch operations that only make views or allocate (no kernel launched on a GPU)
+_NO_LAUNCH = {"select", "slice", "view", "expand", "unsqueeze", "permute", "as_strided", "t", "transpose", "alias",
+              "unfold", "detach", "_unsafe_view", "squeeze", "lift_fresh", "set_", "new_empty", "empty", "empty_like"}
+
+
+def _launches(fn) -> int:
+    """Torch operations that launch work during fn() (a dispatch-mode count of one call)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket.__name__ not in _NO_LAUNCH:
+                Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return Count.n
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu", help="torch device of the SGM: cpu, cuda, cuda:1, ...")
@@ -45,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-disparities", type=int, default=192)
     parser.add_argument("--max-range", type=float, default=30.0, help="metres: pixels scored (as the tests)")
     parser.add_argument("--data", type=Path, help="an existing synthetic root (else one is generated)")
+    parser.add_argument("--backends", default="",
+                        help="comma-separated aggregation backends (torch, triton); default: all usable on the device")
     args = parser.parse_args(argv)
 
     import cv2
@@ -53,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     from sgn_ros.data import kitti_io
     from sgn_ros.data.stereo import StereoParams, disparity_sgbm, disparity_to_depth, stereo_baseline_focal
     from sgn_ros.data.synth import generate_sequence
+    from sgn_ros.stereo import sgm_triton
     from sgn_ros.stereo.sgm import disparity_sgm
 
     torch.set_num_threads(args.threads)
@@ -77,27 +106,33 @@ def main(argv: list[str] | None = None) -> int:
     params = StereoParams(num_disparities=args.num_disparities)
     h, w = left.shape[:2]
 
+    backends = [b for b in args.backends.split(",") if b] or (
+        ["triton", "torch"] if sgm_triton.usable_on(device) else ["torch"])
     rows = []
     ms, disp = _time_ms(lambda: disparity_sgbm(left, right, params), args.repeats, lambda: None)
-    rows.append((f"OpenCV StereoSGBM 3-way, cpu x{args.threads}", ms, disp))
+    rows.append((f"OpenCV StereoSGBM 3-way, cpu x{args.threads}", ms, "-", disp))
     pair = [torch.from_numpy(a).permute(2, 0, 1)[None].to(device) for a in (left, right)]
-    for paths in (8, 4):
-        with torch.no_grad():
-            ms, disp = _time_ms(lambda p=paths: disparity_sgm(*pair, params, paths=p), args.repeats, sync)
-        where = f"{device}" + (
-            f" x{args.threads}" if device.type == "cpu" else f" ({torch.cuda.get_device_name(device)})"
-        )
-        rows.append((f"torch SGM {paths} paths, {where}", ms, disp[0].cpu().numpy()))
+    where = f"{device}" + (f" x{args.threads}" if device.type == "cpu" else f" ({torch.cuda.get_device_name(device)})")
+    for backend in backends:
+        for paths in (8, 4):
+            def run(p=paths, b=backend):
+                return disparity_sgm(*pair, params, paths=p, backend=b)
+
+            with torch.no_grad():
+                ms, disp = _time_ms(run, args.repeats, sync)
+                ops = _launches(run)
+            launches = f"{ops:,}" + (f" + {paths} Triton" if backend == "triton" else "")
+            rows.append((f"torch SGM {paths} paths, {backend} scan, {where}", ms, launches, disp[0].cpu().numpy()))
 
     print(
         f"\nStereo on a synthetic {w} x {h} pair, {args.num_disparities} disparities, block {params.block_size}; "
         f"accuracy on true depth < {args.max_range:g} m\n"
     )
-    print("| matcher | ms / pair | median depth error % | valid % | > 5 % off, % of pixels |")
-    print("|---|---|---|---|---|")
-    for label, ms, disp in rows:
+    print("| matcher | ms / pair | launches / pair | median depth error % | valid % | > 5 % off, % of pixels |")
+    print("|---|---|---|---|---|---|")
+    for label, ms, launches, disp in rows:
         med, valid, bad = _accuracy(disparity_to_depth(disp, baseline, focal), truth, args.max_range)
-        print(f"| {label} | {ms:.0f} | {med:.2f} | {valid:.1f} | {bad:.1f} |")
+        print(f"| {label} | {ms:.0f} | {launches} | {med:.2f} | {valid:.1f} | {bad:.1f} |")
     if device.type == "cuda":
         print(f"\npeak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
     return 0

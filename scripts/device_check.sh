@@ -10,14 +10,16 @@
 # (the ROS wheels, ~265 MB, cannot travel: the node-over-DDS rate stays a CPU-side measurement),
 # each with its own time limit so that a slow step cannot eat the others' time, and writes every
 # log and table to $OUT (they come back to the session).
-#   1. the test files holding CUDA checks (predictor, SGM, stereo pair, losses, sparse blocks,
-#      MSNet, runtime, errors): skipped here, run there
+#   1. the test files holding CUDA checks (predictor, SGM and its Triton scan (bit for bit against
+#      the torch scan on the GPU), stereo pair, losses, sparse blocks, MSNet, runtime, errors):
+#      skipped here, run there
 #   2. bench/model_latency.py: sgn-l-synth (SGN-L with the bundled trained weights: a trained seed
 #      count), SGN-L as released (5 frames) and SGN-T (random weights), fp32 and fp16 (the
 #      predict() <= 20 ms and <= 40 ms targets)
 #   3. bench/pipeline_rate.py --device cuda: predictor + encoders as three pipeline stages at
 #      20 Hz, points and stereo (sgm on the GPU): the rate the host stages sustain beside the GPU
-#   4. bench/stereo_sgm.py --device cuda (SGM time and depth accuracy against SGBM) and
+#   4. bench/stereo_sgm.py --device cuda (SGM time with the Triton and the torch scan, launches per
+#      pair, depth accuracy against SGBM) and
 #      bench/stereo.py (MSNet-3D per pair on CUDA, float32 / float16)
 # Before them the C extension sgn_ros.ros._cdr_fill (the outputs' native passes) is built in place
 # where the machine has a compiler and the Python headers; else the encoders take the NumPy
@@ -56,7 +58,7 @@ print(torch.__version__, torch.cuda.get_device_name(0), sp.__name__); setup_spco
 # the test files with CUDA checks (whole files: their CPU tests too, seconds); files that need
 # the ROS wheels or rosbags are not collected
 step tests_cuda 150 "$PY" -m pytest -q -p no:cacheprovider -rs test/test_predictor.py test/test_sgm.py \
-  test/test_stereo_pair.py test/test_losses.py test/test_sparse_blocks.py test/test_msnet.py \
+  test/test_sgm_triton.py test/test_stereo_pair.py test/test_losses.py test/test_sparse_blocks.py test/test_msnet.py \
   test/test_runtime.py test/test_errors.py
 step model_latency 140 "$PY" bench/model_latency.py --variants sgn-l-synth sgn-l sgn-t --devices cuda --runs 10 \
   --out "$OUT/model_latency.md"

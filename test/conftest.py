@@ -6,6 +6,9 @@
 # `sanitized`: a C extension rebuilt under AddressSanitizer and UndefinedBehaviorSanitizer and the
 # tests of its callers run against it in a child process: the native passes index and write
 # megabyte buffers by hand, so an overrun must fail a test rather than corrupt a robot's heap.
+# Triton: without a GPU, the session imports it in its interpreter (TRITON_INTERPRET=1, set here
+# before anything imports triton, which fixes the mode at import), so that the fused SGM kernel
+# (sgn_ros.stereo.sgm_triton) runs on CPU tensors; a GPU session compiles it instead.
 """Session fixtures: a prepared synthetic SemanticKITTI tree; runs from the colcon install tree;
 C extensions under the sanitizers."""
 
@@ -21,6 +24,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
+if not torch.cuda.is_available():  # an explicit TRITON_INTERPRET (e.g. 0 in a child process) wins
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 #: the repository (the package and the install tree live below it)
 ROOT = Path(__file__).resolve().parents[1]

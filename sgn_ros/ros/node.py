@@ -173,8 +173,8 @@ PARAMETERS: dict[str, ParamSpec] = {
     ),
     "stereo_method": ParamSpec(
         "auto", "stereo matcher (depth_source stereo), run by the predictor on its device: auto (sgm on CUDA, "
-        "sgbm on CPU) | sgbm (OpenCV, host) | sgm (torch semi-global matching: the GPU choice, ~25 s per pair "
-        "on a CPU) | msnet3d (MobileStereoNet-3D; needs stereo_weights)"
+        "sgbm on CPU) | sgbm (OpenCV, host) | sgm (torch semi-global matching, a Triton path scan on CUDA: the "
+        "GPU choice; ~4.5 s per pair on a CPU) | msnet3d (MobileStereoNet-3D; needs stereo_weights)"
     ),
     "stereo_weights": ParamSpec("", "MobileStereoNet checkpoint for stereo_method msnet3d (required there)"),
     "stereo_num_disparities": ParamSpec(192, "stereo disparity range of sgbm / sgm (multiple of 16)"),

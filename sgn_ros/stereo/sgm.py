@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,6 +26,9 @@ _GREY = (0.299, 0.587, 0.114)
 _DERIV_CAP = 15.0
 #: OpenCV adds the intensity BT cost scaled down by 4 (>> 2) to the derivative's
 _INTENSITY_WEIGHT = 0.25
+#: bytes of temporaries per chunk of disparities in cost_volume: on a CPU, chunks that stay in the
+#: cache (at KITTI size one disparity: 3x faster than big chunks); on a GPU, few big launches
+CHUNK_BYTES = {"cpu": 16 << 20, "cuda": 512 << 20}
 
 
 def to_grey(image: torch.Tensor) -> torch.Tensor:
@@ -103,14 +108,23 @@ def cost_volume(left: torch.Tensor, right: torch.Tensor, num_disparities: int, b
     fl, fr = _pixel_features(left), _pixel_features(right)
     lmin, lmax = _bt_bounds(fl)
     rmin, rmax = _bt_bounds(fr)
-    fr, rmin, rmax = (_pad_w(t, n_d, 0) for t in (fr, rmin, rmax))  # right pixels left of the image
-    cost = torch.empty(b, n_d, h, w, dtype=torch.float32, device=left.device)
-    for d in range(n_d):  # one whole-image op per disparity
-        sl = slice(n_d - d, n_d - d + w)
-        r = fr[..., sl]
-        c_left = torch.maximum(fl - rmax[..., sl], rmin[..., sl] - fl).clamp_min_(0)
+    # right pixels left of the image repeat the border column; window k of the padded features is
+    # the right image shifted by n_d - k pixels, i.e. disparity d = n_d - k (views, no copies)
+    fr, rmin, rmax = (_pad_w(t, n_d, 0).unfold(-1, w, 1).permute(0, 1, 3, 2, 4) for t in (fr, rmin, rmax))
+    fl, lmin, lmax = (t[:, :, None] for t in (fl, lmin, lmax))  # (B, 2, 1, H, W)
+    by_k = torch.empty(b, n_d, h, w, dtype=torch.float32, device=left.device)  # [:, k - 1] is d = n_d - k
+    # disparities in chunks of whole-volume ops (a few launches per chunk, not per disparity), each
+    # chunk's temporaries within ~CHUNK_BYTES
+    budget = CHUNK_BYTES.get(left.device.type, CHUNK_BYTES["cuda"])
+    step = max(1, min(n_d, budget // max(1, 4 * 4 * b * 2 * h * w)))
+    for k0 in range(1, n_d + 1, step):
+        k1 = min(k0 + step, n_d + 1)
+        r, r_lo, r_hi = (t[:, :, k0:k1] for t in (fr, rmin, rmax))  # (B, 2, K, H, W)
+        c_left = torch.maximum(fl - r_hi, r_lo - fl).clamp_min_(0)
         c_right = torch.maximum(r - lmax, lmin - r).clamp_min_(0)
-        torch.sum(torch.minimum(c_left, c_right), 1, out=cost[:, d])
+        torch.sum(torch.minimum(c_left, c_right), 1, out=by_k[:, k0 - 1 : k1 - 1])
+    cost = by_k.flip(1)
+    del by_k
     area = block_size * block_size
     cost = box_sum(cost, block_size)
     worst = area * (2 * _DERIV_CAP + 255.0 * _INTENSITY_WEIGHT)
@@ -119,21 +133,27 @@ def cost_volume(left: torch.Tensor, right: torch.Tensor, num_disparities: int, b
     return cost.masked_fill((x[None, :] < d[:, None])[None, :, None, :], worst)
 
 
-def _scan(seq: torch.Tensor, shifts: tuple[int, ...], p1: float, p2: float) -> torch.Tensor:
-    """Sum over paths of the SGM path costs along dim 0 of seq (N, B, D, M), first to last.
+def _scan(seq: torch.Tensor, shifts: tuple[int, ...], p1: float, p2: float, acc: torch.Tensor,
+          reverse: bool = False) -> torch.Tensor:
+    """Add the SGM path costs along dim 0 of seq (N, B, D, M) to acc (same shape), path by path.
 
-    Path k's predecessor of (n, m) is (n - 1, m - shifts[k]) (0: straight, +-1: diagonal); where
-    it falls outside the image the path starts afresh (L = C). Each step is vectorised over
-    paths, batch, disparities and the M axis.
+    The scan runs first to last (last to first with `reverse`). Path k's predecessor of (n, m) is
+    the previous step's (., m - shifts[k]) (0: straight, +-1: diagonal); where it falls outside
+    the image the path starts afresh (L = C). Each step is vectorised over paths, batch,
+    disparities and the M axis; each path's cost is added to acc on its own, in the order of
+    `shifts`, so the sum over paths has one fixed order (that of `aggregate`).
     """
-    out = torch.empty_like(seq)
+    n_steps = seq.shape[0]
+    order = range(n_steps - 1, -1, -1) if reverse else range(n_steps)
     n_paths, n_d = len(shifts), seq.shape[2]
-    prev = seq[0].expand(n_paths, *seq.shape[1:]).clone()  # (P, B, D, M)
-    out[0] = prev.sum(0)
+    first = order[0]
+    prev = seq[first].expand(n_paths, *seq.shape[1:]).clone()  # (P, B, D, M)
+    for k in range(n_paths):
+        acc[first].add_(prev[k])
     # buffers reused at every step; a shifted predecessor outside the image stays 0, so L = C there
     shifted = torch.zeros_like(prev)
     near = torch.empty_like(prev)
-    for n in range(1, seq.shape[0]):
+    for n in order[1:]:
         if any(shifts):
             for k, s in enumerate(shifts):
                 if s > 0:
@@ -157,29 +177,84 @@ def _scan(seq: torch.Tensor, shifts: tuple[int, ...], p1: float, p2: float) -> t
         torch.minimum(cur, low + p2, out=cur)
         cur.sub_(low).add_(seq[n])
         prev = cur
-        if n_paths == 1:
-            out[n] = cur[0]
-        else:
-            torch.sum(cur, 0, out=out[n])
-    return out
+        for k in range(n_paths):
+            acc[n].add_(cur[k])
+    return acc
 
 
-def aggregate(cost: torch.Tensor, p1: float, p2: float, paths: int = 8) -> torch.Tensor:
-    """SGM aggregated cost (B, D, H, W): the sum of the path costs along 4 or 8 directions.
+#: SGM backends of `aggregate`: the torch scan (any device) or one Triton launch per path (CUDA)
+BACKENDS = ("auto", "torch", "triton")
 
-    Along each direction r, L_r(p, d) = C(p, d) + min(L_r(p-r, d), L_r(p-r, d+-1) + P1,
-    min_k L_r(p-r, k) + P2) - min_k L_r(p-r, k). Horizontal and diagonal paths scan the width
-    (vectorised over the rows), vertical ones the height.
-    """
+
+def path_order(paths: int) -> list[tuple[int, int]]:
+    """The directions r = (dx, dy) (predecessor p - r) whose path costs `aggregate` sums, in the
+    order it adds them: rightwards (with the two diagonals for 8 paths), leftwards, down, up."""
     if paths not in (4, 8):
         raise ValueError(f"sgm: paths must be 4 or 8, got {paths}")
     shifts = (-1, 0, 1) if paths == 8 else (0,)
+    return [(1, s) for s in shifts] + [(-1, s) for s in shifts] + [(0, 1), (0, -1)]
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """`auto` -> triton on CUDA where Triton imports, else torch; `triton` is checked to run here."""
+    from sgn_ros.stereo import sgm_triton
+
+    if backend not in BACKENDS:
+        raise ValueError(f"sgm: backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend == "auto":
+        return "triton" if device.type == "cuda" and sgm_triton.usable_on(device) else "torch"
+    if backend == "triton" and not sgm_triton.usable_on(device):
+        raise ValueError(f"sgm: backend triton is not usable: {sgm_triton.why_not(device)}")
+    return backend
+
+
+def aggregate(cost: torch.Tensor, p1: float, p2: float, paths: int = 8, backend: str = "auto") -> torch.Tensor:
+    """SGM aggregated cost (B, D, H, W): the sum of the path costs along 4 or 8 directions.
+
+    Along each direction r, L_r(p, d) = C(p, d) + min(L_r(p-r, d), L_r(p-r, d+-1) + P1,
+    min_k L_r(p-r, k) + P2) - min_k L_r(p-r, k). The paths are added one by one in
+    `path_order`, so both backends give the same bits:
+    * ``torch``: horizontal and diagonal paths scan the width (vectorised over the rows),
+      vertical ones the height; a dozen tensor operations per step (~46,000 per KITTI pair);
+    * ``triton``: one launch per path (`sgm_triton.accumulate_path`), the scan looping inside
+      (with a transposed copy of the volume for the paths that step along x);
+    * ``auto``: triton on CUDA where Triton imports, else torch.
+    """
+    order = path_order(paths)
+    if resolve_backend(backend, cost.device) == "triton":
+        from sgn_ros.stereo import sgm_triton
+
+        try:
+            # the paths that step along x walk lines along y: a transposed copy (H axis of stride 1)
+            # keeps their loads and stores coalesced; the vertical ones read the volume as it is
+            across = cost.transpose(2, 3).contiguous().transpose(2, 3)
+            total = torch.zeros_like(across)
+            for r in order[:-2]:
+                sgm_triton.accumulate_path(across, total, r, p1, p2)
+            del across
+            total = total.contiguous()
+            for r in order[-2:]:
+                sgm_triton.accumulate_path(cost, total, r, p1, p2)
+            return total
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as e:  # a Triton or driver that cannot build or launch the kernel
+            if backend == "triton":
+                raise
+            reason = sgm_triton.disable(e)
+            warnings.warn(f"sgm: the Triton path scan failed on {cost.device} ({reason}); using the torch scan "
+                          "from now on (~46,000 launches per KITTI pair: slow on a GPU)", RuntimeWarning, stacklevel=2)
+    shifts = (-1, 0, 1) if paths == 8 else (0,)
     horiz = cost.permute(3, 0, 1, 2).contiguous()  # (W, B, D, H)
-    total = (_scan(horiz, shifts, p1, p2) + _scan(horiz.flip(0), shifts, p1, p2).flip(0)).permute(1, 2, 3, 0)
+    acc = torch.zeros_like(horiz)
+    _scan(horiz, shifts, p1, p2, acc)  # rightwards: r = (1, s)
+    _scan(horiz, shifts, p1, p2, acc, reverse=True)  # leftwards: r = (-1, s)
     del horiz
-    vert = cost.permute(2, 0, 1, 3).contiguous()  # (H, B, D, W)
-    total = total + (_scan(vert, (0,), p1, p2) + _scan(vert.flip(0), (0,), p1, p2).flip(0)).permute(1, 2, 0, 3)
-    return total.contiguous()
+    acc = acc.permute(3, 1, 2, 0).contiguous()  # (H, B, D, W)
+    vert = cost.permute(2, 0, 1, 3).contiguous()
+    _scan(vert, (0,), p1, p2, acc)  # down: r = (0, 1)
+    _scan(vert, (0,), p1, p2, acc, reverse=True)  # up: r = (0, -1)
+    return acc.permute(1, 2, 0, 3).contiguous()
 
 
 def path_cost(cost: torch.Tensor, direction: tuple[int, int], p1: float, p2: float) -> torch.Tensor:
@@ -188,30 +263,27 @@ def path_cost(cost: torch.Tensor, direction: tuple[int, int], p1: float, p2: flo
     if (dx, dy) == (0, 0) or abs(dx) > 1 or abs(dy) > 1:
         raise ValueError(f"path_cost: direction must be a unit step (dx, dy), got {direction}")
     if dx == 0:  # scan the height; the width is the vectorised axis
-        seq = cost.permute(2, 0, 1, 3)
-        return _flip_if(_scan(_flip_if(seq.contiguous(), dy < 0), (0,), p1, p2), dy < 0).permute(1, 2, 0, 3)
+        seq = cost.permute(2, 0, 1, 3).contiguous()
+        return _scan(seq, (0,), p1, p2, torch.zeros_like(seq), reverse=dy < 0).permute(1, 2, 0, 3)
     seq = cost.permute(3, 0, 1, 2).contiguous()
-    return _flip_if(_scan(_flip_if(seq, dx < 0), (dy,), p1, p2), dx < 0).permute(1, 2, 3, 0)
-
-
-def _flip_if(t: torch.Tensor, flip: bool) -> torch.Tensor:
-    return t.flip(0) if flip else t
+    return _scan(seq, (dy,), p1, p2, torch.zeros_like(seq), reverse=dx < 0).permute(1, 2, 3, 0)
 
 
 def right_disparity(aggregated: torch.Tensor) -> torch.Tensor:
     """Integer disparity (B, H, W) of the right image from the left-referenced volume S.
 
-    Right pixel xr matches left pixel xr + d, so its cost for d is S(y, xr + d, d) (OpenCV's disp2).
+    Right pixel xr matches left pixel xr + d, so its cost for d is S(y, xr + d, d) (OpenCV's disp2);
+    disparities with xr + d outside the image do not count. The smallest d wins a tie. One gather
+    and one argmin over the volume (a loop over disparities would be ~4 launches per disparity on
+    a GPU).
     """
     b, n_d, h, w = aggregated.shape
-    best = torch.full((b, h, w), float("inf"), device=aggregated.device)
-    arg = torch.zeros((b, h, w), dtype=torch.long, device=aggregated.device)
-    for d in range(min(n_d, w)):
-        cand = aggregated[:, d, :, d:]
-        better = cand < best[..., : w - d]
-        best[..., : w - d] = torch.where(better, cand, best[..., : w - d])
-        arg[..., : w - d] = torch.where(better, d, arg[..., : w - d])
-    return arg
+    x = torch.arange(w, device=aggregated.device)
+    d = torch.arange(n_d, device=aggregated.device)
+    column = d[:, None] + x[None, :]  # (D, W)
+    outside = column >= w
+    along = aggregated.gather(3, column.clamp_max(w - 1)[None, :, None, :].expand(b, n_d, h, w))
+    return along.masked_fill_(outside[None, :, None, :], float("inf")).argmin(1)
 
 
 def lr_consistent(disp_left: torch.Tensor, disp_right: torch.Tensor, max_diff: float) -> torch.Tensor:
@@ -279,6 +351,7 @@ def disparity_sgm(
     *,
     paths: int = 8,
     median: int = 0,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """Left-image disparity in pixels, float32, 0 where invalid, on the inputs' device.
 
@@ -290,6 +363,7 @@ def disparity_sgm(
             disparity_to_depth, as for SGBM.
         paths: SGM directions, 8 (as OpenCV's full SGBM) or 4 (faster).
         median: odd median-filter size applied last (0: none; OpenCV applies none).
+        backend: path aggregation (`aggregate`): auto (Triton on CUDA, else torch) | torch | triton.
 
     Returns:
         (H, W) or (B, H, W) like the input.
@@ -311,7 +385,7 @@ def disparity_sgm(
     squeeze = left.ndim == 2
     gl, gr = to_grey(left), to_grey(right)
     p1, p2 = 8.0 * blk * blk, 32.0 * blk * blk  # as disparity_sgbm gives OpenCV
-    agg = aggregate(cost_volume(gl, gr, n_d, blk), p1, p2, paths)
+    agg = aggregate(cost_volume(gl, gr, n_d, blk), p1, p2, paths, backend)
     best_cost, best = agg.min(1)  # (B, H, W)
     valid = torch.ones_like(best, dtype=torch.bool)
     # parabola through the neighbours' costs (OpenCV's formula), none at the range ends
