@@ -195,3 +195,25 @@ def test_cuda_kernel_is_the_torch_scan_bit_for_bit(monkeypatch: pytest.MonkeyPat
         got = sgm.aggregate(cost, P1, P2, paths, backend="triton")
         want = sgm.aggregate(cost, P1, P2, paths, backend="torch")
         assert torch.equal(got, want), float((got - want).abs().max())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_auto_falls_back_to_the_torch_scan_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel Triton cannot build (here: a launcher that raises as a failed build does) costs one
+    warning; the torch scan's result comes back, and the kernel is not tried again."""
+    monkeypatch.setattr(sgm_triton, "DISABLED", None)
+    calls = []
+
+    def broken() -> None:
+        calls.append(1)
+        raise RuntimeError("ptxas fatal: unsupported GPU architecture")
+
+    monkeypatch.setattr(sgm_triton, "_kernel", broken)
+    cost = _cost((1, 8, 6, 10), 7).cuda()
+    with pytest.warns(RuntimeWarning, match="Triton path scan failed .*ptxas fatal"):
+        got = sgm.aggregate(cost, P1, P2)
+    assert torch.equal(got, sgm.aggregate(cost, P1, P2, backend="torch"))
+    assert sgm.resolve_backend("auto", cost.device) == "torch" and len(calls) == 1
+    sgm.aggregate(cost, P1, P2)
+    assert len(calls) == 1
