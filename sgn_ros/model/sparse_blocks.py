@@ -7,8 +7,9 @@
 #     scale goes through a small MLP, the scales are fused with sigmoid attention, and a linear
 #     projection maps [reduced input, fused scales] to the output channels;
 #   * native-torch scatter helpers (`scatter_mean`, `scatter_max`, `group_cells`) replacing
-#     torch_scatter: index_add_ + bincount for means (same summation as torch_scatter), amax with
-#     an arg-max-routed gradient for max pooling (fast backward on the CPU).
+#     torch_scatter: index_add_ for the sums and the counts of means (same summation as
+#     torch_scatter; bincount would wait on CUDA for the largest index), amax with an
+#     arg-max-routed gradient for max pooling (fast backward on the CPU).
 """Sparse residual blocks, multi-scale pooled attention and native scatter helpers."""
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def scatter_mean(src: torch.Tensor, index: torch.Tensor, num_groups: int) -> tor
     Empty groups give zeros (torch_scatter's convention).
     """
     total = src.new_zeros((num_groups, *src.shape[1:])).index_add_(0, index, src)
-    count = torch.bincount(index, minlength=num_groups).clamp_(min=1)
+    # the counts bincount would give, without its device -> host wait for the largest index
+    count = index.new_zeros(num_groups).index_add_(0, index, torch.ones_like(index)).clamp_(min=1)
     return total / count.view(-1, *([1] * (src.dim() - 1))).to(src.dtype)
 
 

@@ -332,7 +332,8 @@ def remove_speckles(disp: torch.Tensor, max_size: int, max_diff: float) -> torch
             break
         labels = new
     labels = labels.view(b, h, w)
-    sizes = torch.bincount(labels.view(-1), minlength=b * h * w)
+    flat = labels.view(-1)  # region sizes: bincount's counts, without its wait for the largest label
+    sizes = torch.zeros_like(flat).index_add_(0, flat, torch.ones_like(flat))
     return torch.where(valid & (sizes[labels] <= max_size), torch.zeros_like(disp), disp)
 
 
