@@ -10,6 +10,7 @@ import itertools
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -146,13 +147,22 @@ def _build_for_nvidia_gpus() -> None:
     ints = ["D", "n_steps", "n_pos", "shift", "start", "s_cb", "s_cd", "s_cs", "s_cl", "s_ob", "s_od", "s_os", "s_ol"]
     signature = {"cost": "*fp32", "out": "*fp32", "scratch": "*fp32", **dict.fromkeys(ints, "i32"),
                  "p1": "fp32", "p2": "fp32", **dict.fromkeys(["FORWARD", "BLOCK_D", "LANES"], "constexpr")}
+    from triton.backends.nvidia.compiler import get_ptxas
+
     for arch, forward in itertools.product((80, 90), (True, False)):
         constexprs = {"FORWARD": forward, "BLOCK_D": 256, "LANES": sgm_triton.LANES}
         kernel = triton.compile(ASTSource(fn, signature, constexprs=constexprs),
-                                target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
+                                target=GPUTarget("cuda", arch, 32), options={"num_warps": sgm_triton.NUM_WARPS})
         assert len(kernel.asm["cubin"]) > 1000, (arch, forward)
         assert "bar.sync" in kernel.asm["ptx"]  # the barrier between the scratch store and loads
-
+        # the tile fits the registers: a spilling kernel would go through local memory every step
+        with tempfile.TemporaryDirectory() as tmp:
+            ptx = Path(tmp) / "sgm.ptx"
+            ptx.write_text(kernel.asm["ptx"])
+            report = subprocess.run([get_ptxas(arch).path, "-v", f"--gpu-name=sm_{arch}{'a' if arch == 90 else ''}",
+                                     str(ptx), "-o", str(Path(tmp) / "sgm.cubin")], capture_output=True, text=True)
+        assert report.returncode == 0, report.stderr
+        assert " 0 bytes spill stores" in report.stderr + report.stdout, report.stderr + report.stdout
 
 def test_backend_choice_and_bad_input_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sgm_triton, "DISABLED", None)

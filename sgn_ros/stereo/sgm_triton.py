@@ -32,6 +32,9 @@ AVAILABLE = triton is not None
 INTERPRETER = AVAILABLE and type(tl.zeros).__name__ == "InterpretedFunction"
 #: scan lines per program: small tiles give a horizontal scan (376 lines) enough programs
 LANES = 8
+#: warps per program: 8 x 32 threads share the 256 x 8 tile (8 values each); ptxas gives this
+#: 128 registers a thread and no spills for sm_80 / sm_90 (4 warps: 237 registers)
+NUM_WARPS = 8
 #: why the kernel is not used in this process (`disable`): a failed build or launch; None = usable
 DISABLED: str | None = None
 
@@ -183,6 +186,6 @@ def accumulate_path(cost: torch.Tensor, out: torch.Tensor, direction: tuple[int,
         *strides,
         float(p1), float(p2),
         FORWARD=forward, BLOCK_D=block_d, LANES=LANES,
-        num_warps=4,
+        num_warps=NUM_WARPS,
     )
     return out
