@@ -91,7 +91,8 @@ def main() -> int:
                 "stereo": dict(stereo=(f.right, BASELINE))}[args.depth_source]
 
     def prepare(i):
-        return i, pred.prepare_batch(f.left, K, lidar_to_cam, **geometry)
+        with pred.preparing():  # CUDA: a side stream, overlapping the previous frame's network
+            return i, pred.prepare_batch(f.left, K, lidar_to_cam, **geometry)
 
     def infer(item):
         return item[0], pred.infer(item[1])

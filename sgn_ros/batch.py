@@ -27,6 +27,10 @@ class SSCBatch:
             (N = voxels of the 1/2-scale grid), or None (the network then computes it from
             intrinsics / lidar_to_cam). Made from float64 geometry by the datasets and the predictor.
         fov_mask: (B, F, N) bool, voxel seen by frame f; given together with gather_index.
+        ready: on CUDA, an event recorded on the stream that made the tensors, right after it made
+            them (SSCPredictor.prepare_batch); the consumer's stream waits for it before reading
+            them, so a batch prepared on a side stream (a pipeline's decode stage, overlapping the
+            previous frame's network on the GPU) is safe to use on another. None elsewhere.
     """
 
     images: torch.Tensor
@@ -38,6 +42,7 @@ class SSCBatch:
     meta: list[dict] | None = None
     gather_index: torch.Tensor | None = None
     fov_mask: torch.Tensor | None = None
+    ready: torch.cuda.Event | None = None
 
     def __post_init__(self) -> None:
         if self.images.dim() != 5 or self.images.shape[2] != 3:
@@ -75,8 +80,13 @@ class SSCBatch:
     def num_frames(self) -> int:
         return int(self.images.shape[1])
 
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor of the batch (points included)."""
+        out = [v for f in fields(self) if isinstance(v := getattr(self, f.name), torch.Tensor)]
+        return out + list(self.points)
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> SSCBatch:
-        """A copy with every tensor on `device` (meta stays on the host)."""
+        """A copy with every tensor on `device` (meta stays on the host; `ready` is kept)."""
         moved = {}
         for f in fields(self):
             v = getattr(self, f.name)

@@ -20,6 +20,14 @@ def test_shapes_and_to():
     assert batch.batch_size == 2 and batch.num_frames == 3
     moved = batch.to("cpu")
     assert moved.images.shape == (2, 3, 3, 8, 16) and len(moved.points) == 2
+    assert batch.ready is None  # only a CUDA batch made on a stream carries an event
+    # every tensor, the points too (the ones a consumer on another CUDA stream must mark)
+    assert [id(t) for t in batch.tensors()] == [id(t) for t in
+                                                (batch.images, batch.intrinsics, batch.lidar_to_cam, *batch.points)]
+    with_tables = SSCBatch(images=batch.images, intrinsics=batch.intrinsics, lidar_to_cam=batch.lidar_to_cam,
+                           points=batch.points, gather_index=torch.zeros(2, 3, 4, dtype=torch.int64),
+                           fov_mask=torch.zeros(2, 3, 4, dtype=torch.bool), ready="token")
+    assert len(with_tables.tensors()) == 7 and with_tables.to("cpu").ready == "token"
 
 
 @pytest.mark.parametrize(

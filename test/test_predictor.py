@@ -236,6 +236,55 @@ def test_cuda_fits_a_scaled_camera_on_the_device_like_the_cpu():
     assert (b.images.cpu() - a.images).abs().max() <= one_level
 
 
+def test_preparing_is_a_no_op_on_the_cpu(predictor, inputs):
+    """The pipelined path (prepare inside `preparing`, infer elsewhere) is the one-call path."""
+    img, K, T, depth = inputs
+    with predictor.preparing():
+        batch = predictor.prepare_batch(img, K, T, depth=depth)
+    assert batch.ready is None
+    got, want = predictor.infer(batch), predictor.predict(img, K, T, depth=depth)
+    np.testing.assert_array_equal(got.labels, want.labels)
+    np.testing.assert_array_equal(got.confidence, want.confidence)
+    with pytest.raises(ValueError, match="uint8 RGB"):  # errors inside pass through unchanged
+        with predictor.preparing():
+            predictor.prepare_batch(img.astype(np.float32), K, T, depth=depth)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_batch_prepared_on_the_side_stream_of_another_thread(inputs):
+    """As the node's pipeline does: frames prepared in one thread inside `preparing` (the
+    predictor's side stream) and run in another (the default stream) give the one-call results,
+    while the next frame is prepared during the network."""
+    import queue
+    import threading
+
+    img, K, T, depth = inputs
+    torch.manual_seed(0)
+    gpu = SSCPredictor(_tiny_cfg(), device="cuda")
+    want = gpu.predict(img, K, T, depth=depth)
+    handed: queue.Queue = queue.Queue(maxsize=1)
+
+    def decode_stage() -> None:
+        for _ in range(4):
+            with gpu.preparing():
+                assert torch.cuda.current_stream() != torch.cuda.default_stream()
+                handed.put(gpu.prepare_batch(img, K, T, depth=depth))
+
+    worker = threading.Thread(target=decode_stage)
+    worker.start()
+    results = []
+    for _ in range(4):
+        batch = handed.get(timeout=60)
+        assert isinstance(batch.ready, torch.cuda.Event)
+        results.append(gpu.infer(batch))
+    worker.join()
+    assert torch.cuda.current_stream() == torch.cuda.default_stream()
+    for got in results:  # CUDA's atomic sums may round differently from run to run: near-equal
+        assert (got.labels == want.labels).mean() > 0.999
+        assert np.abs(got.confidence - want.confidence).max() < 1e-3
+
+
 def test_projection_tables_once_per_camera_geometry_in_float64(predictor, inputs):
     """The predictor owns camera input -> network input: the batch carries FLoSP tables made from
     the float64 geometry, computed once per camera (a fixed camera projects once)."""

@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -210,6 +211,8 @@ class SSCPredictor:
         self.stereo = StereoMatcher(stereo_method, self.device, stereo_params, stereo_weights, self.fp16)
         #: FLoSP tables per camera geometry (see `tables`): host-side state of the predictor, not the model
         self._tables: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}
+        #: CUDA stream of `preparing` (made at its first use)
+        self._side_stream: torch.cuda.Stream | None = None
 
     @property
     def num_frames(self) -> int:
@@ -339,6 +342,26 @@ class SSCPredictor:
                 self._tables.pop(next(iter(self._tables)))
         return hit
 
+    @contextlib.contextmanager
+    def preparing(self) -> Iterator[None]:
+        """Context for a pipelined caller's camera-input work (stereo matching, depth -> points,
+        `prepare_batch`): on CUDA it runs on the predictor's own side stream, so that the GPU
+        overlaps it with the network of the previous frame on the default stream (one stream
+        would run them one after the other, and the network's data-dependent waits would wait
+        for the next frame's stereo too). The batch made inside carries an event (`SSCBatch.ready`)
+        that `infer` waits for on its stream. On the CPU it does nothing. Per thread: torch's
+        current stream is the calling thread's.
+        """
+        if self.device.type != "cuda":
+            yield
+            return
+        if self._side_stream is None:
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))  # the weights' uploads, warm-up
+            self._side_stream = side
+        with torch.cuda.stream(self._side_stream):
+            yield
+
     def prepare_batch(
         self,
         images: np.ndarray | Sequence[np.ndarray],
@@ -400,7 +423,12 @@ class SSCPredictor:
             gather_index=gather_index,
             fov_mask=fov_mask,
         )
-        return batch.to(self.device)
+        batch = batch.to(self.device)
+        if self.device.type == "cuda":  # readiness for a consumer on another stream (see `preparing`)
+            ready = torch.cuda.Event()
+            ready.record(torch.cuda.current_stream(self.device))
+            batch = replace(batch, ready=ready)
+        return batch
 
     def _network_images(
         self, imgs: list[np.ndarray], ks: list[np.ndarray], mode: str
@@ -486,7 +514,16 @@ class SSCPredictor:
     @torch.inference_mode()
     def infer(self, batch: SSCBatch) -> SSCPrediction:
         """The network part of `predict` on a batch from `prepare_batch`: a pipelined caller
-        prepares frame t+1 (stereo, points, crop) while this runs frame t."""
+        prepares frame t+1 (stereo, points, crop) while this runs frame t (on CUDA inside
+        `preparing`: this stream then waits for the batch's `ready` event, and its tensors are
+        marked as used here, so that the caching allocator does not hand their memory to the
+        side stream while the network still reads it)."""
+        if batch.ready is not None:
+            stream = torch.cuda.current_stream(self.device)
+            stream.wait_event(batch.ready)
+            for t in batch.tensors():
+                if t.is_cuda:
+                    t.record_stream(stream)
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.fp16):
             out = self.model(batch)
         logits = out["ssc_logits"][0].float()  # (C, X, Y, Z)

@@ -579,8 +579,9 @@ class SGNCore:
         if self._temporal:  # neighbours as of now: odometry may arrive just after the frame's last message
             self._await_pose(item[0])
             item = (item[0], self._assembler.neighbours(item[0]))
-        decoded = self.decode(item)
-        batch = self.prepare(decoded)
+        with self.predictor.preparing():  # on CUDA a side stream: overlaps the previous frame's network
+            decoded = self.decode(item)
+            batch = self.prepare(decoded)
         return _InFlight(decoded, batch, t_start, time.monotonic())
 
     def _await_pose(self, frame: AssembledFrame) -> None:
