@@ -315,6 +315,37 @@ def test_forward_code_has_no_host_round_trips(filename):
             assert not any(n and n.split(".")[0] == "numpy" for n in names), f"{filename}:{node.lineno}: numpy"
 
 
+def test_forward_waits_for_the_device_only_where_sparse_voxels_need_it():
+    """The running twin of the check above. On CUDA an operation whose output size depends on
+    device data makes the host wait. In a forward, the only such operations are the sparse path's
+    own: torch.unique (voxelisation, pooling cells) and nonzero (the seeds). There is no item(),
+    no bincount, and no repeat_interleave without its output size."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Waits(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            kwargs = kwargs or {}
+            sized = name == "repeat_interleave" and kwargs.get("output_size") is None
+            if name in ("_local_scalar_dense", "bincount", "nonzero", "_unique2", "unique_dim", "masked_select") \
+                    or sized:
+                self.seen.append(name)
+            return func(*args, **kwargs)
+
+    torch.manual_seed(0)
+    cfg = small_config("sgn-l")
+    model = build_model(cfg).eval()
+    with torch.no_grad(), Waits() as waits:
+        model(make_batch(cfg, 1))
+    assert set(waits.seen) <= {"_unique2", "nonzero"}, waits.seen
+    # 1 voxelisation + 4 pooling scales in the proposal + 9 cell groupings in the guidance; 2 seed splits
+    assert waits.seen.count("_unique2") == 14 and waits.seen.count("nonzero") == 2, waits.seen
+
+
 @pytest.mark.slow
 def test_full_size_sgn_l_forward():
     """The real grid (256 x 256 x 32) and image (370 x 1220), SGN-L, one sample."""

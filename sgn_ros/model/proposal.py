@@ -165,7 +165,8 @@ class SparseVoxelProposal(nn.Module):
         device = self.range_lo.device
         xyz = torch.cat([p[:, :3].to(device=device, dtype=torch.float32) for p in points])
         counts = torch.tensor([int(p.shape[0]) for p in points], device=device)
-        batch = torch.repeat_interleave(torch.arange(batch_size, device=device), counts)
+        # output_size known on the host: no device -> host wait for the sum of counts
+        batch = torch.repeat_interleave(torch.arange(batch_size, device=device), counts, output_size=int(xyz.shape[0]))
         keep = torch.ones(xyz.shape[0], dtype=torch.bool, device=device)
         for a in range(3):
             keep &= (xyz[:, a] > self._lo[a] + RANGE_MARGIN) & (xyz[:, a] < self._hi[a] - RANGE_MARGIN)
