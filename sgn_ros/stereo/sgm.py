@@ -4,8 +4,11 @@
 # (StereoParams) and its depth path (disparity_to_depth): Birchfield-Tomasi pixel costs on the
 # clipped x-derivative and the intensity, summed over the block, P1 = 8 b^2 and P2 = 32 b^2,
 # uniqueness ratio, parabolic subpixel, left-right check, speckle filter. Every stage is a tensor
-# operation over the whole image; the only Python loops run over disparities (cost volume) and over
-# one image axis (the SGM scan, each step vectorised across the other axis and all disparities).
+# operation over the whole image; the only Python loops run over chunks of disparities (cost
+# volume) and over one image axis (the SGM scan, each step vectorised across the other axis and all
+# disparities). On CUDA that scan is one Triton kernel launch per direction instead
+# (sgn_ros.stereo.sgm_triton, same bits): the torch scan's ~46,000 launches per KITTI pair would
+# cost hundreds of ms of launch overhead on a GPU.
 """Semi-global stereo matching in torch (CPU or CUDA): disparity and depth."""
 
 from __future__ import annotations

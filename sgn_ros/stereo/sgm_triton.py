@@ -21,7 +21,7 @@ except ImportError:  # CPU-only installs without Triton: sgm.aggregate keeps its
     triton = None
     tl = None
 
-__all__ = ["AVAILABLE", "INTERPRETER", "accumulate_path", "disable", "usable_on"]
+__all__ = ["AVAILABLE", "INTERPRETER", "accumulate_path", "disable", "usable_on", "why_not"]
 
 #: whether Triton imports here (torch's CUDA wheels bring it; CPU development installs it for tests)
 AVAILABLE = triton is not None
@@ -32,7 +32,7 @@ AVAILABLE = triton is not None
 INTERPRETER = AVAILABLE and type(tl.zeros).__name__ == "InterpretedFunction"
 #: scan lines per program: small tiles give a horizontal scan (376 lines) enough programs
 LANES = 8
-#: warps per program: 8 x 32 threads share the 256 x 8 tile (8 values each); ptxas gives this
+#: warps per program: 8 x 32 threads share the tile (192 disparities: 256 x 8, 8 values each); ptxas gives
 #: 128 registers a thread and no spills for sm_80 / sm_90 (4 warps: 237 registers)
 NUM_WARPS = 8
 #: why the kernel is not used in this process (`disable`): a failed build or launch; None = usable
