@@ -186,6 +186,10 @@ def test_backend_choice_and_bad_input_are_named(monkeypatch: pytest.MonkeyPatch)
             sgm_triton.accumulate_path(cost.double(), out, (1, 0), P1, P2)
         with pytest.raises(ValueError, match="alike"):
             sgm_triton.accumulate_path(cost, out[..., :-1], (1, 0), P1, P2)
+    # 32-bit offsets within one image: a KITTI pair's volume fits, 384 disparities of 4K do not
+    assert sgm_triton.fits(torch.empty(4, 192, 376, 1241, device="meta"))
+    assert not sgm_triton.fits(torch.empty(1, 384, 2160, 3840, device="meta"))
+    assert not sgm_triton.fits(torch.empty(1, 8, 4, 5, device="meta").as_strided((1, 8, 4, 5), (1, 2**29, 5, 1)))
     # a kernel that failed to build is not tried again, and the reason is given
     sgm_triton.disable(RuntimeError("PTX .version 8.7 does not support .target sm_120\nmore"))
     assert not sgm_triton.usable_on(torch.device("cpu")) and not sgm_triton.usable_on(torch.device("cuda"))

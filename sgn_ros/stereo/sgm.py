@@ -221,12 +221,16 @@ def aggregate(cost: torch.Tensor, p1: float, p2: float, paths: int = 8, backend:
       vertical ones the height; a dozen tensor operations per step (~46,000 per KITTI pair);
     * ``triton``: one launch per path (`sgm_triton.accumulate_path`), the scan looping inside
       (with a transposed copy of the volume for the paths that step along x);
-    * ``auto``: triton on CUDA where Triton imports, else torch.
+    * ``auto``: triton on CUDA where Triton imports (and the volume fits its 32-bit offsets,
+      `sgm_triton.fits`), else torch.
     """
-    order = path_order(paths)
-    if resolve_backend(backend, cost.device) == "triton":
-        from sgn_ros.stereo import sgm_triton
+    from sgn_ros.stereo import sgm_triton
 
+    order = path_order(paths)
+    chosen = resolve_backend(backend, cost.device)
+    if chosen == "triton" and backend == "auto" and not sgm_triton.fits(cost):
+        chosen = "torch"  # beyond the kernel's 32-bit offsets (~2^31 costs a pair)
+    if chosen == "triton":
         try:
             # the paths that step along x walk lines along y: a transposed copy (H axis of stride 1)
             # keeps their loads and stores coalesced; the vertical ones read the volume as it is
@@ -239,7 +243,7 @@ def aggregate(cost: torch.Tensor, p1: float, p2: float, paths: int = 8, backend:
             for r in order[-2:]:
                 sgm_triton.accumulate_path(cost, total, r, p1, p2)
             return total
-        except torch.OutOfMemoryError:
+        except torch.cuda.OutOfMemoryError:
             raise
         except Exception as e:  # a Triton or driver that cannot build or launch the kernel
             if backend == "triton":

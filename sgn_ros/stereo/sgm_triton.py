@@ -21,7 +21,7 @@ except ImportError:  # CPU-only installs without Triton: sgm.aggregate keeps its
     triton = None
     tl = None
 
-__all__ = ["AVAILABLE", "INTERPRETER", "accumulate_path", "disable", "usable_on", "why_not"]
+__all__ = ["AVAILABLE", "INTERPRETER", "accumulate_path", "disable", "fits", "usable_on", "why_not"]
 
 #: whether Triton imports here (torch's CUDA wheels bring it; CPU development installs it for tests)
 AVAILABLE = triton is not None
@@ -56,6 +56,14 @@ def why_not(device: torch.device) -> str:
     if INTERPRETER:
         return f"Triton runs in its interpreter here (TRITON_INTERPRET=1): CPU tensors only, not {device}"
     return f"it runs on CUDA, not on {device} (CPU tensors need TRITON_INTERPRET=1 before triton is imported)"
+
+
+def fits(volume: torch.Tensor) -> bool:
+    """Whether the kernel's 32-bit offsets reach every element of one image of `volume` (B, D, H, W)
+    (the batch offset is 64-bit): true up to ~2^31 elements a pair, e.g. 256 disparities of an
+    8-megapixel (4K) pair."""
+    reach = sum((n - 1) * abs(st) for n, st in zip(volume.shape[1:], volume.stride()[1:]) if n)
+    return reach < 2**31
 
 
 def _path_kernel(
@@ -166,6 +174,9 @@ def accumulate_path(cost: torch.Tensor, out: torch.Tensor, direction: tuple[int,
                          f"{tuple(cost.shape)} and {out.dtype} {tuple(out.shape)}")
     if out.device != cost.device:
         raise ValueError(f"sgm: cost on {cost.device}, out on {out.device}")
+    if not (fits(cost) and fits(out)):
+        raise ValueError(f"sgm: a cost volume of {tuple(cost.shape)} is too large for the Triton scan's 32-bit "
+                         "offsets; use backend='torch'")
     b, n_d, h, w = cost.shape
     if not (b and n_d and h and w):
         return out
