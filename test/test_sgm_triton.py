@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -224,10 +225,13 @@ def test_cuda_auto_falls_back_to_the_torch_scan_once(monkeypatch: pytest.MonkeyP
         raise RuntimeError("ptxas fatal: unsupported GPU architecture")
 
     monkeypatch.setattr(sgm_triton, "_kernel", broken)
+    monkeypatch.setattr(sgm, "_SLOW_WARNED", False)
     cost = _cost((1, 8, 6, 10), 7).cuda()
-    with pytest.warns(RuntimeWarning, match="Triton path scan failed .*ptxas fatal"):
+    with pytest.warns(RuntimeWarning, match="Triton path scan is not used .*failed on cuda.*ptxas fatal"):
         got = sgm.aggregate(cost, P1, P2)
     assert torch.equal(got, sgm.aggregate(cost, P1, P2, backend="torch"))
     assert sgm.resolve_backend("auto", cost.device) == "torch" and len(calls) == 1
-    sgm.aggregate(cost, P1, P2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once: no second warning
+        sgm.aggregate(cost, P1, P2)
     assert len(calls) == 1

@@ -211,6 +211,19 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
+_SLOW_WARNED = False
+
+
+def _warn_slow(reason: str) -> None:
+    """Say once per process why a GPU runs the slow torch scan: a robot user should know why stereo
+    costs hundreds of ms a pair (e.g. a torch build without Triton)."""
+    global _SLOW_WARNED
+    _SLOW_WARNED = True
+    warnings.warn(f"sgm: the Triton path scan is not used ({reason}); the torch scan runs ~46,000 launches per "
+                  "KITTI pair on the GPU, hundreds of ms. Install triton, or use stereo_method msnet3d",
+                  RuntimeWarning, stacklevel=3)
+
+
 def aggregate(cost: torch.Tensor, p1: float, p2: float, paths: int = 8, backend: str = "auto") -> torch.Tensor:
     """SGM aggregated cost (B, D, H, W): the sum of the path costs along 4 or 8 directions.
 
@@ -230,6 +243,9 @@ def aggregate(cost: torch.Tensor, p1: float, p2: float, paths: int = 8, backend:
     chosen = resolve_backend(backend, cost.device)
     if chosen == "triton" and backend == "auto" and not sgm_triton.fits(cost):
         chosen = "torch"  # beyond the kernel's 32-bit offsets (~2^31 costs a pair)
+    if chosen == "torch" and backend == "auto" and cost.is_cuda and not _SLOW_WARNED:
+        _warn_slow(sgm_triton.why_not(cost.device) if not sgm_triton.usable_on(cost.device)
+                   else f"a cost volume of {tuple(cost.shape)} is beyond its 32-bit offsets")
     if chosen == "triton":
         try:
             # the paths that step along x walk lines along y: a transposed copy (H axis of stride 1)
@@ -248,9 +264,7 @@ def aggregate(cost: torch.Tensor, p1: float, p2: float, paths: int = 8, backend:
         except Exception as e:  # a Triton or driver that cannot build or launch the kernel
             if backend == "triton":
                 raise
-            reason = sgm_triton.disable(e)
-            warnings.warn(f"sgm: the Triton path scan failed on {cost.device} ({reason}); using the torch scan "
-                          "from now on (~46,000 launches per KITTI pair: slow on a GPU)", RuntimeWarning, stacklevel=2)
+            _warn_slow(f"it failed on {cost.device}: {sgm_triton.disable(e)}; not tried again in this process")
     shifts = (-1, 0, 1) if paths == 8 else (0,)
     horiz = cost.permute(3, 0, 1, 2).contiguous()  # (W, B, D, H)
     acc = torch.zeros_like(horiz)
