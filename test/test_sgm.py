@@ -220,6 +220,8 @@ def test_sgm_bad_input_is_named() -> None:
         sgm.disparity_sgm(left.numpy(), right.numpy())
     with pytest.raises(ValueError, match="median must be"):
         sgm.disparity_sgm(left, right, median=2)
+    with pytest.raises(ValueError, match=r"at least 1 x 2 pixels \(H x W\), got \(5, 1\)"):
+        sgm.disparity_sgm(left[:5, :1], right[:5, :1])
 
 
 #: accuracy thresholds on the half-size synthetic pair (measured: see the assertion messages)

@@ -404,6 +404,8 @@ def disparity_sgm(
         raise ValueError(f"disparity_sgm: block_size must be odd and positive, not {blk}")
     if median and (median < 0 or median % 2 == 0):
         raise ValueError(f"disparity_sgm: median must be 0 or an odd size, not {median}")
+    if left.ndim < 2 or left.shape[-1] < 2 or left.shape[-2] < 1:
+        raise ValueError(f"disparity_sgm: images must be at least 1 x 2 pixels (H x W), got {tuple(left.shape)}")
     squeeze = left.ndim == 2
     gl, gr = to_grey(left), to_grey(right)
     p1, p2 = 8.0 * blk * blk, 32.0 * blk * blk  # as disparity_sgbm gives OpenCV
