@@ -135,7 +135,47 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {label} | {ms:.0f} | {launches} | {med:.2f} | {valid:.1f} | {bad:.1f} |")
     if device.type == "cuda":
         print(f"\npeak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
+    if "triton" in backends and device.type == "cuda":
+        _path_times(pair, params, device, args.repeats)
     return 0
+
+
+def _path_times(pair, params, device, repeats: int) -> None:
+    """Where the Triton scan's time goes: each path's launch timed alone (CUDA events, best of
+    `repeats`) on the pair's cost volume, with its programs and sequential steps. A path's time is
+    about its steps times one step's latency, so this says whether the long horizontal paths
+    dominate (and would gain from running side by side)."""
+    import torch
+
+    from sgn_ros.stereo import sgm, sgm_triton
+
+    blk = int(params.block_size)
+    with torch.no_grad():
+        cost = sgm.cost_volume(sgm.to_grey(pair[0]), sgm.to_grey(pair[1]), int(params.num_disparities), blk)
+        across = cost.transpose(2, 3).contiguous().transpose(2, 3)
+        p1, p2 = 8.0 * blk * blk, 32.0 * blk * blk
+        _, n_d, h, w = cost.shape
+        print("\n| Triton path (dx, dy) | programs | steps each | ms, best of", repeats, "|")
+        print("|---|---:|---:|---:|")
+        total = 0.0
+        for r in sgm.path_order(8):
+            src = across if r[0] else cost
+            out = torch.zeros_like(src)
+            sgm_triton.accumulate_path(src, out, r, p1, p2)  # build / warm
+            best = float("inf")
+            for _ in range(repeats):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                sgm_triton.accumulate_path(src, out, r, p1, p2)
+                end.record()
+                torch.cuda.synchronize(device)
+                best = min(best, start.elapsed_time(end))
+            n_steps, n_pos = (w, h) if r[0] else (h, w)
+            lanes = n_pos + (n_steps - 1) * abs(r[1] if r[0] else 0)
+            steps = min(n_steps, n_pos + sgm_triton.LANES) if r[0] and r[1] else n_steps
+            print(f"| {r} | {-(-lanes // sgm_triton.LANES)} | {steps} | {best:.2f} |")
+            total += best
+        print(f"| all 8, one after another | | | {total:.2f} |")
 
 
 if __name__ == "__main__":
