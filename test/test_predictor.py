@@ -248,6 +248,7 @@ def test_preparing_is_a_no_op_on_the_cpu(predictor, inputs):
     with pytest.raises(ValueError, match="uint8 RGB"):  # errors inside pass through unchanged
         with predictor.preparing():
             predictor.prepare_batch(img.astype(np.float32), K, T, depth=depth)
+    predictor.synchronize()  # nothing queued anywhere on the CPU: returns at once
 
 
 @pytest.mark.gpu
@@ -262,17 +263,23 @@ def test_cuda_batch_prepared_on_the_side_stream_of_another_thread(inputs):
     img, K, T, depth = inputs
     torch.manual_seed(0)
     gpu = SSCPredictor(_tiny_cfg(), device="cuda")
-    want = gpu.predict(img, K, T, depth=depth)
     handed: queue.Queue = queue.Queue(maxsize=1)
+    real_prepare = gpu.prepare_batch
+
+    def slow_prepare(*args, **kwargs):
+        # ~0.1 s of GPU time queued on the side stream before the batch is written: a network
+        # that did not wait for `ready` would read the batch's memory before it holds anything
+        torch.cuda._sleep(100_000_000)
+        return real_prepare(*args, **kwargs)
 
     def decode_stage() -> None:
         for _ in range(4):
             with gpu.preparing():
                 assert torch.cuda.current_stream() != torch.cuda.default_stream()
-                handed.put(gpu.prepare_batch(img, K, T, depth=depth))
+                handed.put(slow_prepare(img, K, T, depth=depth))
 
     worker = threading.Thread(target=decode_stage)
-    worker.start()
+    worker.start()  # the first frame also makes the projection tables, on the side stream
     results = []
     for _ in range(4):
         batch = handed.get(timeout=60)
@@ -280,6 +287,7 @@ def test_cuda_batch_prepared_on_the_side_stream_of_another_thread(inputs):
         results.append(gpu.infer(batch))
     worker.join()
     assert torch.cuda.current_stream() == torch.cuda.default_stream()
+    want = gpu.predict(img, K, T, depth=depth)  # the one-call path, on the default stream
     for got in results:  # CUDA's atomic sums may round differently from run to run: near-equal
         assert (got.labels == want.labels).mean() > 0.999
         assert np.abs(got.confidence - want.confidence).max() < 1e-3

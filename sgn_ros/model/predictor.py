@@ -362,6 +362,13 @@ class SSCPredictor:
         with torch.cuda.stream(self._side_stream):
             yield
 
+    def synchronize(self) -> None:
+        """Wait for all of this predictor's GPU work, the side stream's included: call it before
+        dropping the predictor, so that no stream still reads memory (weights, cached tables) that
+        the caching allocator could then hand out again. Nothing to wait for on the CPU."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def prepare_batch(
         self,
         images: np.ndarray | Sequence[np.ndarray],

@@ -471,6 +471,7 @@ class SGNCore:
         self._frames.close()
         for pub in (*(snd.publisher for snd in self._senders.values()), self._pub_diag):
             self.destroy_publisher(pub)
+        self.predictor.synchronize()  # a decode stage left running may still have side-stream work queued
         self.predictor = None
 
     def _check_transport(self) -> None:
@@ -994,9 +995,6 @@ class SGNLifecycleNode(SGNCore, LifecycleNode):
         if self._active:
             self._deactivate()
         super().destroy_node()
-
-
-
 
 
 def _drops(stage_values: dict[str, str]) -> int:

@@ -241,11 +241,15 @@ def aggregate(cost: torch.Tensor, p1: float, p2: float, paths: int = 8, backend:
 
     order = path_order(paths)
     chosen = resolve_backend(backend, cost.device)
-    if chosen == "triton" and backend == "auto" and not sgm_triton.fits(cost):
-        chosen = "torch"  # beyond the kernel's 32-bit offsets (~2^31 costs a pair)
+    unfit = None  # why auto leaves a usable kernel aside for this volume
+    if cost.dtype != torch.float32:
+        unfit = f"it takes float32 costs, not {cost.dtype}"
+    elif not sgm_triton.fits(cost):
+        unfit = f"a cost volume of {tuple(cost.shape)} is beyond its 32-bit offsets"
+    if chosen == "triton" and backend == "auto" and unfit:
+        chosen = "torch"
     if chosen == "torch" and backend == "auto" and cost.is_cuda and not _SLOW_WARNED:
-        _warn_slow(sgm_triton.why_not(cost.device) if not sgm_triton.usable_on(cost.device)
-                   else f"a cost volume of {tuple(cost.shape)} is beyond its 32-bit offsets")
+        _warn_slow(unfit if sgm_triton.usable_on(cost.device) else sgm_triton.why_not(cost.device))
     if chosen == "triton":
         try:
             # the paths that step along x walk lines along y: a transposed copy (H axis of stride 1)
@@ -259,7 +263,7 @@ def aggregate(cost: torch.Tensor, p1: float, p2: float, paths: int = 8, backend:
             for r in order[-2:]:
                 sgm_triton.accumulate_path(cost, total, r, p1, p2)
             return total
-        except torch.cuda.OutOfMemoryError:
+        except (torch.cuda.OutOfMemoryError, ValueError):  # out of memory, or bad input: not the kernel's fault
             raise
         except Exception as e:  # a Triton or driver that cannot build or launch the kernel
             if backend == "triton":

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -149,9 +150,11 @@ def _kernel() -> Any:
 
             _KERNEL.append(InterpretedFunction(_path_kernel))
         else:
-            # sizes not specialised: a warm-up at the network's input size (sgn_ros' predictor) and
-            # a KITTI-size pair then share one build per direction kind
-            _KERNEL.append(triton.jit(_path_kernel, do_not_specialize=["D", "n_steps", "n_pos", "start"]))
+            # sizes and the outer strides not specialised: a warm-up at the network's input size
+            # (sgn_ros' predictor) and any camera's pair then share one build per direction kind
+            # (the lane strides, 1 for both volumes, stay specialised: contiguous lines)
+            _KERNEL.append(triton.jit(_path_kernel, do_not_specialize=[
+                "D", "n_steps", "n_pos", "start", "s_cb", "s_cd", "s_cs", "s_ob", "s_od", "s_os"]))
     return _KERNEL[0]
 
 
@@ -191,12 +194,15 @@ def accumulate_path(cost: torch.Tensor, out: torch.Tensor, direction: tuple[int,
     tiles = triton.cdiv(n_lanes, LANES)
     scratch = torch.full((b * tiles * 2 * (block_d + 2) * LANES,), float("inf"), dtype=torch.float32,
                          device=cost.device)
-    _kernel()[(tiles, b)](
-        cost, out, scratch,
-        n_d, n_steps, n_pos, shift, start,
-        *strides,
-        float(p1), float(p2),
-        FORWARD=forward, BLOCK_D=block_d, LANES=LANES,
-        num_warps=NUM_WARPS,
-    )
+    # Triton launches on the current CUDA device (and its current stream): make that the volume's
+    # own, or a cuda:1 volume would be read by a kernel on cuda:0
+    with torch.cuda.device(cost.device) if cost.is_cuda else contextlib.nullcontext():
+        _kernel()[(tiles, b)](
+            cost, out, scratch,
+            n_d, n_steps, n_pos, shift, start,
+            *strides,
+            float(p1), float(p2),
+            FORWARD=forward, BLOCK_D=block_d, LANES=LANES,
+            num_warps=NUM_WARPS,
+        )
     return out
