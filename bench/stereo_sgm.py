@@ -39,26 +39,13 @@ def _accuracy(depth: np.ndarray, truth: np.ndarray, max_range: float) -> tuple[f
     return 100 * float(np.median(rel)), 100 * ok.sum() / near.sum(), 100 * float((rel > 0.05).sum() / near.sum())
 
 
-#: torch operations that only make views or allocate (no kernel launched on a GPU)
-_NO_LAUNCH = {"select", "slice", "view", "expand", "unsqueeze", "permute", "as_strided", "t", "transpose", "alias",
-              "unfold", "detach", "_unsafe_view", "squeeze", "lift_fresh", "set_", "new_empty", "empty", "empty_like"}
-
-
 def _launches(fn) -> int:
-    """Torch operations that launch work during fn() (a dispatch-mode count of one call)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
+    """Torch operations that launch work during fn() (views and allocations left out)."""
+    from sgn_ros.runtime import NO_LAUNCH, recorded_ops
 
-    class Count(TorchDispatchMode):
-        n = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func.overloadpacket.__name__ not in _NO_LAUNCH:
-                Count.n += 1
-            return func(*args, **(kwargs or {}))
-
-    with Count():
+    with recorded_ops() as ops:
         fn()
-    return Count.n
+    return sum(name not in NO_LAUNCH for name, _ in ops)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,7 +141,7 @@ def _path_times(pair, params, device, repeats: int) -> None:
         cost = sgm.cost_volume(sgm.to_grey(pair[0]), sgm.to_grey(pair[1]), int(params.num_disparities), blk)
         across = cost.transpose(2, 3).contiguous().transpose(2, 3)
         p1, p2 = 8.0 * blk * blk, 32.0 * blk * blk
-        _, n_d, h, w = cost.shape
+        h, w = cost.shape[-2:]
         print("\n| Triton path (dx, dy) | programs | steps each | ms, best of", repeats, "|")
         print("|---|---:|---:|---:|")
         total = 0.0
@@ -170,10 +157,8 @@ def _path_times(pair, params, device, repeats: int) -> None:
                 end.record()
                 torch.cuda.synchronize(device)
                 best = min(best, start.elapsed_time(end))
-            n_steps, n_pos = (w, h) if r[0] else (h, w)
-            lanes = n_pos + (n_steps - 1) * abs(r[1] if r[0] else 0)
-            steps = min(n_steps, n_pos + sgm_triton.LANES) if r[0] and r[1] else n_steps
-            print(f"| {r} | {-(-lanes // sgm_triton.LANES)} | {steps} | {best:.2f} |")
+            plan = sgm_triton.scan_plan(h, w, r)
+            print(f"| {r} | {plan.programs} | {plan.steps_per_program} | {best:.2f} |")
             total += best
         print(f"| all 8, one after another | | | {total:.2f} |")
 

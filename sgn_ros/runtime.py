@@ -1,14 +1,17 @@
 # Run-time helpers shared by training and network evaluation (and usable by any tool): the
 # "sgn_ros" logger set-up, mixed-precision choice, seeding and the mapping of a --device option to
 # the torch.device a process uses. They lived in training/trainer.py, which made evaluation import
-# training; here they sit below both.
-"""`setup_logging`, `resolve_amp`, `autocast_context`, `seed_everything`, `resolve_device`."""
+# training; here they sit below both. `recorded_ops` lists the torch operations a call dispatches
+# (what a GPU would launch, or wait for), for the benches and tests that count them.
+"""`setup_logging`, `resolve_amp`, `autocast_context`, `seed_everything`, `resolve_device`,
+`recorded_ops`."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +23,7 @@ if TYPE_CHECKING:  # distributed.init_distributed uses resolve_device: no run-ti
 
 __all__ = [
     "setup_logging", "close_file_logging", "resolve_amp", "autocast_context", "seed_everything", "resolve_device",
+    "recorded_ops", "NO_LAUNCH",
 ]
 
 log = logging.getLogger("sgn_ros.runtime")
@@ -142,3 +146,31 @@ def resolve_device(
     if index >= count:
         raise ValueError(f"--device {device!r}: CUDA device {index} asked for, {count} visible")
     return torch.device("cuda", index)
+
+
+#: torch operations that only make views or allocate: on a GPU they launch no kernel
+NO_LAUNCH = frozenset({
+    "select", "slice", "view", "expand", "unsqueeze", "permute", "as_strided", "t", "transpose", "alias", "unfold",
+    "detach", "_unsafe_view", "squeeze", "lift_fresh", "set_", "new_empty", "empty", "empty_like",
+})
+
+
+@contextlib.contextmanager
+def recorded_ops() -> Iterator[list[tuple[str, dict]]]:
+    """Every torch (aten) operation dispatched inside the block, in order, as (name, kwargs),
+    recorded through a dispatch mode, so on any device: a CPU run counts what a GPU would launch
+    (those not in `NO_LAUNCH`, a few µs of launch overhead each there) or wait for (an operation
+    that sizes its output from device data). Python-side copies such as .cpu() / .item() on a
+    CPU tensor do not reach the dispatcher."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    ops: list[tuple[str, dict]] = []
+
+    class _Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            ops.append((func.overloadpacket.__name__, kwargs))
+            return func(*args, **kwargs)
+
+    with _Record():
+        yield ops

@@ -320,30 +320,19 @@ def test_forward_waits_for_the_device_only_where_sparse_voxels_need_it():
     device data makes the host wait. In a forward, the only such operations are the sparse path's
     own: torch.unique (voxelisation, pooling cells) and nonzero (the seeds). There is no item(),
     no bincount, and no repeat_interleave without its output size."""
-    from torch.utils._python_dispatch import TorchDispatchMode
+    from sgn_ros.runtime import recorded_ops
 
-    class Waits(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.seen: list[str] = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            name = func.overloadpacket.__name__
-            kwargs = kwargs or {}
-            sized = name == "repeat_interleave" and kwargs.get("output_size") is None
-            if name in ("_local_scalar_dense", "bincount", "nonzero", "_unique2", "unique_dim", "masked_select") \
-                    or sized:
-                self.seen.append(name)
-            return func(*args, **kwargs)
-
+    waiting = {"_local_scalar_dense", "bincount", "nonzero", "_unique2", "unique_dim", "masked_select"}
     torch.manual_seed(0)
     cfg = small_config("sgn-l")
     model = build_model(cfg).eval()
-    with torch.no_grad(), Waits() as waits:
+    with torch.no_grad(), recorded_ops() as ops:
         model(make_batch(cfg, 1))
-    assert set(waits.seen) <= {"_unique2", "nonzero"}, waits.seen
+    seen = [name for name, kwargs in ops if name in waiting
+            or (name == "repeat_interleave" and kwargs.get("output_size") is None)]
+    assert set(seen) <= {"_unique2", "nonzero"}, seen
     # 1 voxelisation + 4 pooling scales in the proposal + 9 cell groupings in the guidance; 2 seed splits
-    assert waits.seen.count("_unique2") == 14 and waits.seen.count("nonzero") == 2, waits.seen
+    assert seen.count("_unique2") == 14 and seen.count("nonzero") == 2, seen
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ pair independent of the image size."""
 
 from __future__ import annotations
 
-import collections
 import itertools
 import os
 import subprocess
@@ -17,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from sgn_ros.data.stereo import StereoParams
+from sgn_ros.runtime import NO_LAUNCH, recorded_ops
 from sgn_ros.stereo import sgm, sgm_triton
 
 triton = pytest.importorskip("triton", reason="Triton has wheels for Linux x86_64 only")
@@ -76,25 +75,6 @@ def test_aggregate_backends_give_the_same_bits(paths: int) -> None:
     assert torch.equal(total, want)
 
 
-#: torch operations that only make views (no kernel launched on a GPU)
-_VIEWS = {"select", "slice", "view", "expand", "unsqueeze", "permute", "as_strided", "t", "transpose", "alias",
-          "unfold", "detach", "_unsafe_view", "squeeze", "lift_fresh", "set_", "new_empty", "empty", "empty_like"}
-
-
-class _Launches(TorchDispatchMode):
-    """Counts the torch operations that launch work (views and allocations left out)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: collections.Counter[str] = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.overloadpacket.__name__
-        if name not in _VIEWS:
-            self.ops[name] += 1
-        return func(*args, **(kwargs or {}))
-
-
 def _pair(h: int, w: int, shift: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
     rng = np.random.default_rng(4)
     tex = np.repeat(rng.integers(0, 256, (h, (w + shift) // 2 + 1), dtype=np.uint8), 2, 1)
@@ -111,9 +91,9 @@ def test_disparity_is_the_same_and_its_launches_do_not_grow_with_the_image() -> 
     for w in (20, 40):
         left, right = _pair(16, w)
         for backend in ("torch", "triton"):
-            with _Launches() as seen, torch.no_grad():
+            with recorded_ops() as seen, torch.no_grad():
                 disp = sgm.disparity_sgm(left, right, params, backend=backend)
-            counts[backend, w] = sum(seen.ops.values())
+            counts[backend, w] = sum(name not in NO_LAUNCH for name, _ in seen)
             if backend == "torch":
                 want = disp
         assert torch.equal(disp, want), w

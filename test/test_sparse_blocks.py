@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from sgn_ros.model.sparse_blocks import (
     POOL_SCALES,
@@ -26,6 +25,7 @@ from sgn_ros.model.spconv_compat import (
     spconv,
     spconv_cpu_patched,
 )
+from sgn_ros.runtime import recorded_ops
 
 setup_spconv("cpu")  # these tests run spconv directly, without a model that would set it up
 
@@ -115,24 +115,12 @@ def test_conv1x1_reads_weight_memory_as_in_out():
     torch.testing.assert_close(out, feats @ conv.weight.detach().reshape(3, 5))
 
 
-class _Ops(TorchDispatchMode):
-    """The names of the torch operations run inside the block."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: set[str] = set()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.add(func.overloadpacket.__name__)
-        return func(*args, **(kwargs or {}))
-
-
 def test_scatter_mean_matches_loop():
     g = torch.Generator().manual_seed(0)
     src = torch.randn(50, 3, generator=g)
     index = torch.randint(0, 7, (50,), generator=g)
     index[index == 4] = 5  # group 4 empty
-    with _Ops() as ops:
+    with recorded_ops() as ops:
         out = scatter_mean(src, index, 8)
     for k in range(8):
         sel = src[index == k]
@@ -142,7 +130,8 @@ def test_scatter_mean_matches_loop():
     total = torch.zeros(8, 3).index_add_(0, index, src)
     assert torch.equal(out, total / torch.bincount(index, minlength=8).clamp(min=1)[:, None].float())
     # ... with no operation that waits for the device to size its output (bincount did, on CUDA)
-    assert not ops.names & {"bincount", "nonzero", "_local_scalar_dense", "_unique2"}, ops.names
+    names = {name for name, _ in ops}
+    assert not names & {"bincount", "nonzero", "_local_scalar_dense", "_unique2"}, names
 
 
 def test_scatter_max_forward_and_gradient():

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,7 +23,8 @@ except ImportError:  # CPU-only installs without Triton: sgm.aggregate keeps its
     triton = None
     tl = None
 
-__all__ = ["AVAILABLE", "INTERPRETER", "accumulate_path", "disable", "fits", "usable_on", "why_not"]
+__all__ = ["AVAILABLE", "INTERPRETER", "ScanPlan", "accumulate_path", "disable", "fits", "scan_plan", "usable_on",
+           "why_not"]
 
 #: whether Triton imports here (torch's CUDA wheels bring it; CPU development installs it for tests)
 AVAILABLE = triton is not None
@@ -158,6 +160,37 @@ def _kernel() -> Any:
     return _KERNEL[0]
 
 
+@dataclass(frozen=True)
+class ScanPlan:
+    """How one direction's scan is laid out over an H x W image (what `accumulate_path` launches).
+
+    Paths with dx != 0 step along x (n_steps = W) with their lines along y (n_pos = H), shifted
+    by dy per step; vertical ones step along y with lines along x. `forward`: first to last step.
+    A line j sits at lane position j + shift * i + start at step i; there are n_lanes lines (a
+    diagonal's lines enter and leave the image), LANES to a program. `steps_per_program`: the
+    most steps one program walks (a diagonal's program only walks where its lines are inside).
+    """
+
+    forward: bool
+    n_steps: int
+    n_pos: int
+    shift: int
+    start: int
+    n_lanes: int
+    programs: int
+    steps_per_program: int
+
+
+def scan_plan(h: int, w: int, direction: tuple[int, int]) -> ScanPlan:
+    """The `ScanPlan` of direction r = (dx, dy) over an h x w image."""
+    dx, dy = direction
+    forward, n_steps, n_pos, shift = (dx > 0, w, h, dy) if dx != 0 else (dy > 0, h, w, 0)
+    n_lanes = n_pos + (n_steps - 1) * abs(shift)
+    steps = min(n_steps, n_pos + LANES - 1) if shift else n_steps
+    return ScanPlan(forward, n_steps, n_pos, shift, -(n_steps - 1) * max(shift, 0), n_lanes,
+                    -(-n_lanes // LANES), steps)
+
+
 def accumulate_path(cost: torch.Tensor, out: torch.Tensor, direction: tuple[int, int], p1: float,
                     p2: float) -> torch.Tensor:
     """out += L_r for the direction r = (dx, dy) (a unit step, (0, 0) excluded): one launch.
@@ -183,15 +216,13 @@ def accumulate_path(cost: torch.Tensor, out: torch.Tensor, direction: tuple[int,
     b, n_d, h, w = cost.shape
     if not (b and n_d and h and w):
         return out
+    plan = scan_plan(h, w, (dx, dy))
     (cb, cd, cy, cx), (ob, od, oy, ox) = cost.stride(), out.stride()
-    if dx != 0:  # step along x (forward: rightwards), lines along y shifted by dy per step
-        forward, n_steps, n_pos, shift, strides = dx > 0, w, h, dy, (cb, cd, cx, cy, ob, od, ox, oy)
-    else:  # step along y (forward: downwards), lines along x
-        forward, n_steps, n_pos, shift, strides = dy > 0, h, w, 0, (cb, cd, cy, cx, ob, od, oy, ox)
-    n_lanes = n_pos + (n_steps - 1) * abs(shift)
-    start = -(n_steps - 1) * max(shift, 0)
+    # (batch, disparity, step axis, lane axis) strides of both volumes
+    strides = (cb, cd, cx, cy, ob, od, ox, oy) if dx != 0 else (cb, cd, cy, cx, ob, od, oy, ox)
+    forward, n_steps, n_pos, shift, start, tiles = (plan.forward, plan.n_steps, plan.n_pos, plan.shift,
+                                                    plan.start, plan.programs)
     block_d = triton.next_power_of_2(n_d)
-    tiles = triton.cdiv(n_lanes, LANES)
     scratch = torch.full((b * tiles * 2 * (block_d + 2) * LANES,), float("inf"), dtype=torch.float32,
                          device=cost.device)
     # Triton launches on the current CUDA device (and its current stream): make that the volume's
