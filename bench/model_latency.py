@@ -3,7 +3,8 @@
 # FPN, FLoSP lifting, proposal network, sparse guidance, semantic diffusion, output head) and in
 # total, for SGN-T and SGN-L, on the CPU and (when torch sees CUDA) on the GPU in float32 and
 # float16 autocast. Each case runs in a fresh process so that its peak memory is its own.
-# Prints a markdown table. Inputs are synthetic but of the real sizes: a KITTI-sized image
+# --compile none default reduce-overhead adds cases with SSCPredictor(compile_dense=...). Prints a
+# markdown table. Inputs are synthetic but of the real sizes: a KITTI-sized image
 # (cropped by the predictor to cfg.data.image_size), KITTI intrinsics and LiDAR->camera
 # transform, and pseudo-LiDAR back-projected from a street-like depth map (road plane, facades).
 """Per-stage latency / peak memory of SGN (markdown table). Usage: python bench/model_latency.py -h"""
@@ -80,15 +81,25 @@ def _sync(device: torch.device) -> None:
 
 
 def run_case(
-    variant: str, device: str, fp16: bool, warmup: int, runs: int, threads: int, checkpoint: str | None
+    variant: str, device: str, fp16: bool, warmup: int, runs: int, threads: int, checkpoint: str | None,
+    compile_mode: str | None = None,
 ) -> dict:
-    """Build the model, time `runs` forwards after `warmup`, per stage (hooks) and in total."""
+    """Build the model, time `runs` forwards after `warmup`, per stage (hooks) and in total.
+
+    With `compile_mode` (SSCPredictor's compile_dense) the predictor's own warm-up compiles first
+    (its time is reported), and there are no stage times: hooks added to compiled modules would be
+    traced into them and force a recompilation."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)  # same random weights (hence the same seed count) in every case
-    from sgn_ros.model.predictor import SSCPredictor
+    from sgn_ros.model.predictor import WARMUP_CALLS, SSCPredictor
 
-    pred = SSCPredictor(variant, "semantickitti", checkpoint=checkpoint, device=device, fp16=fp16)
+    pred = SSCPredictor(variant, "semantickitti", checkpoint=checkpoint, device=device, fp16=fp16,
+                        compile_dense=compile_mode)
     dev = pred.device
+    compile_s = None
+    if compile_mode is not None:
+        compile_s = pred.warmup(stereo=False)  # compiles (and records CUDA graphs on its network thread)
+        warmup = max(warmup, WARMUP_CALLS[compile_mode])  # this thread's own CUDA graph tree, too
     images, K, l2c, depth = synthetic_inputs(pred.cfg, pred.num_frames)
     batch = pred.prepare_batch(images, K, l2c, depth=depth)
     n_points = int(batch.points[0].shape[0])
@@ -131,7 +142,7 @@ def run_case(
     spent: dict[str, float] = defaultdict(float)
     starts: dict[str, float] = {}
     handles = []
-    for name, child in pred.model.named_children():
+    for name, child in (pred.model.named_children() if compile_mode is None else ()):
         def pre(_m, _i, name=name):
             _sync(dev)
             starts[name] = time.perf_counter()
@@ -142,7 +153,7 @@ def run_case(
 
         handles += [child.register_forward_pre_hook(pre), child.register_forward_hook(post)]
     per_run = []
-    for _ in range(runs):
+    for _ in range(runs if compile_mode is None else 0):
         spent.clear()
         _sync(dev)
         t0 = time.perf_counter()
@@ -156,7 +167,7 @@ def run_case(
         per_run.append(dict(stages))
     for h in handles:
         h.remove()
-    stage_median = {k: statistics.median(r.get(k, 0.0) for r in per_run) for k in per_run[0]}
+    stage_median = {k: statistics.median(r.get(k, 0.0) for r in per_run) for k in per_run[0]} if per_run else {}
 
     if dev.type == "cuda":
         peak = (torch.cuda.max_memory_allocated(dev) - base) / 2**20
@@ -168,7 +179,8 @@ def run_case(
     return {
         "variant": variant,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({threads} threads)",
-        "dtype": "fp16 autocast" if fp16 else "fp32",
+        "dtype": ("fp16 autocast" if fp16 else "fp32") + (f", compiled {compile_mode}" if compile_mode else ""),
+        "compile_s": compile_s,
         "params": params,
         "points": n_points,
         "seeds": n_seeds,
@@ -202,12 +214,13 @@ def markdown(results: list[dict]) -> str:
     extra = sorted({k for r in ok for k in r["stages_ms"]} - set(STAGE_ORDER) - {"other (glue)"})
     cols = [s for s in STAGE_ORDER if any(s in r["stages_ms"] for r in ok)] + extra + ["other (glue)"]
     head = ["variant", "device", "dtype", "params", "points", "seeds", *cols, "forward total", "prepare_batch",
-            "predict() e2e", "memory"]
+            "predict() e2e", "memory", "warm-up (compile) s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in ok:
         cells = [r["variant"], r["device"], r["dtype"], f"{r['params'] / 1e6:.2f} M", str(r["points"]), str(r["seeds"])]
-        cells += [f"{r['stages_ms'].get(c, 0.0):.1f}" for c in cols]
-        cells += [f"{r['total_ms']:.1f}", f"{r['prepare_ms']:.1f}", f"{r['e2e_ms']:.1f}", r["memory"]]
+        cells += [f"{r['stages_ms'][c]:.1f}" if c in r["stages_ms"] else "" for c in cols]
+        cells += [f"{r['total_ms']:.1f}", f"{r['prepare_ms']:.1f}", f"{r['e2e_ms']:.1f}", r["memory"],
+                  "" if r.get("compile_s") is None else f"{r['compile_s']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     for r in results:
         if "error" in r:
@@ -216,7 +229,10 @@ def markdown(results: list[dict]) -> str:
                  "synchronising forward hooks on the model's top-level modules. points: pseudo-LiDAR points in "
                  "the volume; seeds: proposal voxels > 0 (random weights unless --checkpoint is given). "
                  "prepare_batch: host-side input preparation (normalisation, depth -> points, upload); "
-                 "predict() e2e adds it and the softmax / argmax / copy back to the forward.")
+                 "predict() e2e adds it and the softmax / argmax / copy back to the forward. Compiled rows "
+                 "(compile_dense: torch.compile of the dense parts) have no stage times (hooks would be "
+                 "traced into the compiled modules); their last column is the predictor's warm-up, which "
+                 "compiles (a later process finds the compiled kernels in inductor's on-disk cache).")
     return "\n".join(lines)
 
 
@@ -231,21 +247,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=min(torch.get_num_threads(), 16))
     ap.add_argument("--checkpoint", default=None, help="weights to load (a trained model gives realistic seed counts)")
     ap.add_argument("--out", default=None, help="also write the table to this markdown file")
+    ap.add_argument("--dtypes", nargs="+", choices=["fp32", "fp16"], default=["fp32", "fp16"],
+                    help="on CUDA: float32 and/or float16 autocast (the CPU runs float32)")
+    ap.add_argument("--compile", nargs="+", default=[], choices=["none", "default", "reduce-overhead"],
+                    help="also time SSCPredictor(compile_dense=MODE) cases (none = the eager network)")
     args = ap.parse_args(argv)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     cpu_variants = args.cpu_variants or ["sgn-l"]
+    modes = [None if m == "none" else m for m in (args.compile or ["none"])]
     cases = []
     for dev in devices:
         for v in args.variants:
             if dev == "cpu" and v not in cpu_variants:
                 continue
-            cases.append((v, dev, False))
-            if dev.startswith("cuda"):
-                cases.append((v, dev, True))
+            for fp16 in ([False] if not dev.startswith("cuda") else [d == "fp16" for d in args.dtypes]):
+                cases += [(v, dev, fp16, mode) for mode in modes]
     results = []
-    for v, dev, fp16 in cases:
-        print(f"[model_latency] {v} on {dev} {'fp16' if fp16 else 'fp32'} ...", file=sys.stderr, flush=True)
-        results.append(run_isolated(v, dev, fp16, args.warmup, args.runs, args.threads, args.checkpoint))
+    for v, dev, fp16, mode in cases:
+        print(f"[model_latency] {v} on {dev} {'fp16' if fp16 else 'fp32'}{' compiled ' + mode if mode else ''} ...",
+              file=sys.stderr, flush=True)
+        results.append(run_isolated(v, dev, fp16, args.warmup, args.runs, args.threads, args.checkpoint, mode))
     table = markdown(results)
     print(table)
     if args.out:

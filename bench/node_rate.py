@@ -309,6 +309,8 @@ def main() -> int:
     ap.add_argument("--stereo-method", choices=["sgbm", "sgm", "msnet3d"], default=None,
                     help="node parameter stereo_method (refused when the node has no such parameter)")
     ap.add_argument("--fp16", action="store_true")
+    ap.add_argument("--compile-dense", choices=["", "default", "reduce-overhead"], default="",
+                    help="node parameter compile_dense: torch.compile of the network's dense parts")
     ap.add_argument("--confidence-threshold", type=float, default=0.0,
                     help="node parameter confidence_threshold: points and markers keep the voxels at or above "
                          "it (0.77 leaves ~105k of the ~190k voxels sgn-l-synth predicts on full-size frames)")
@@ -328,6 +330,7 @@ def main() -> int:
     from sgn_ros.ros.processes import ros_environment, start_node, stop_process
 
     params: dict[str, object] = {"device": args.device, "depth_source": args.depth_source, "fp16": args.fp16,
+                                 "compile_dense": args.compile_dense,
                                  "input_reliability": "reliable", "input_depth": 10,
                                  "diagnostics_period": 0.5, "sync_tolerance": 0.001,
                                  "confidence_threshold": args.confidence_threshold,
@@ -450,6 +453,7 @@ def main() -> int:
           + (f", stereo_method {args.stereo_method}" if args.stereo_method else "")
           + (f", confidence_threshold {args.confidence_threshold:g}" if args.confidence_threshold else "")
           + (", publish_confidence false" if args.no_confidence else "")
+          + (", fp16" if args.fp16 else "") + (f", compile_dense {args.compile_dense}" if args.compile_dense else "")
           + f"; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; warm-up answered after {warm_s:.1f} s; "
           f"node exit code {code}; Fast DDS profile {os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE', 'none')}; "
           f"heap kept: {heap}; sgn_node memory at the end: RSS {rss[0]:.0f} MiB, peak {rss[1]:.0f} MiB\n")

@@ -8,6 +8,7 @@
 # compete for the same cores, so expect little there.
 # Run: PYTHONPATH=. python bench/pipeline_rate.py [--config tiny|full] [--frames 20] [--rate 10]
 #      [--device cpu] [--depth-source points|depth|stereo] [--stereo-method sgbm|sgm]
+#      [--fp16] [--compile-dense default|reduce-overhead]
 """Sequential vs staged processing of camera-rate frames with the real predictor and encoders."""
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=10.0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--fp16", action="store_true")
+    ap.add_argument("--compile-dense", choices=["default", "reduce-overhead"], default=None,
+                    help="SSCPredictor compile_dense: torch.compile of the network's dense parts")
     ap.add_argument("--depth-source", choices=["points", "depth", "stereo"], default="points")
     ap.add_argument("--stereo-method", choices=["sgbm", "sgm", "msnet3d"], default="sgbm")
     ap.add_argument("--stereo-weights", default=None)
@@ -80,7 +83,7 @@ def main() -> int:
         cfg, ckpt = "sgn-l-synth", None
         grid, hw, K, params = DEFAULT_GRID, FULL_HW, FULL_K, StereoParams()
     pred = SSCPredictor(cfg, checkpoint=ckpt, device=args.device, fp16=args.fp16, stereo_method=args.stereo_method,
-                        stereo_params=params, stereo_weights=args.stereo_weights)
+                        stereo_params=params, stereo_weights=args.stereo_weights, compile_dense=args.compile_dense)
     warm_s = pred.warmup()
     f = Frames(hw, K, grid)
     lidar_to_cam = np.eye(4)  # grid / LiDAR x forward, y left, z up -> camera z forward, x right, y down
@@ -103,6 +106,7 @@ def main() -> int:
 
     print(f"# {args.config} ({hw[1]} x {hw[0]}, grid {grid.dims}), device {args.device}, depth {args.depth_source}"
           + (f" ({args.stereo_method})" if args.depth_source == "stereo" else "")
+          + (", fp16" if args.fp16 else "") + (f", compiled {args.compile_dense}" if args.compile_dense else "")
           + f", {args.frames} frames at {args.rate:g} Hz; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
           f"warmup {warm_s:.1f} s\n")
     print("| mode | answered | output Hz | latency p50 ms | p95 ms | stage p50 ms (dropped) |")

@@ -793,6 +793,42 @@ def test_markers_period_thins_markers_only(ros_env, tiny, tmp_path) -> None:
         assert node.stop() == 0, node.log()
 
 
+def test_compile_dense_compiles_in_the_warmup_and_refuses_without_a_compiler(ros_env, tiny, tmp_path) -> None:
+    """compile_dense reduce-overhead (on the CPU: inductor, no CUDA graphs): the node compiles the
+    dense parts in its warm-up, before 'ready', and its outputs are the eager predictor's; the
+    network runs on the predictor's network thread beside the pipeline's. On a machine without a
+    C++ compiler (CXX pointing nowhere, a fresh inductor cache) it refuses to start (exit 2),
+    naming compile_dense, instead of failing at the first frame."""
+    cache = {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+    params = {"variant": tiny["config"], "checkpoint": tiny["checkpoint"], "device": "cpu", "depth_source": "points",
+              "diagnostics_period": 0.5}
+    broken = NodeProcess(tmp_path / "broken.log", {**_with_domain(ros_env), **cache, "CXX": "/nonexistent/c++"},
+                         {**params, "compile_dense": "default"})
+    rc = broken.proc.wait(180)
+    broken.stop()
+    assert rc == 2, broken.log()
+    assert "cannot start" in broken.log() and "compile_dense='default'" in broken.log(), broken.log()
+    assert "run without compile_dense" in broken.log()
+
+    env = {**_with_domain(ros_env), **cache}
+    node = NodeProcess(tmp_path / "node.log", env, {**params, "compile_dense": "reduce-overhead"})
+    h = Harness(int(env["ROS_DOMAIN_ID"]))
+    try:
+        image, points = _scene(12, tiny["grid"])
+        stamp = (STAMP0 + 420) * 1_000_000_000
+        _wait_answer(node, h, stamp, lambda: _publish_frame(h, stamp, image, points), timeout=240.0)
+        assert "dense parts compiled: reduce-overhead" in node.log()
+        pred = tiny["predictor"].predict(image, K_CAM, np.linalg.inv(_camera_to_grid()), points=points)
+        got, conf, _, _ = conv.voxel_grid_to_arrays(h.received["grid"][stamp])
+        assert np.mean(got != pred.labels) < 1e-3
+        np.testing.assert_allclose(conf, pred.confidence, atol=1.0 / 255.0)
+        assert h.spin_until(lambda: bool(h.diagnostics), 10.0), node.log()
+        assert _diag(h.diagnostics[-1])["compile_dense"] == "reduce-overhead"
+    finally:
+        h.close()
+        assert node.stop() == 0, node.log()
+
+
 def test_msnet3d_without_weights_refuses_to_start(ros_env, tiny, tmp_path) -> None:
     """stereo_method msnet3d with no stereo_weights: exit 2 with MSNetWeightsMissing's message (where
     to get the weights), never an untrained depth network."""

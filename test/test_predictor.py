@@ -9,7 +9,14 @@ from sgn_ros.config import load_config
 from sgn_ros.geometry import depth_to_points
 from sgn_ros.model import build_model
 from sgn_ros.model.checkpoint import save_checkpoint
-from sgn_ros.model.predictor import SSCPrediction, SSCPredictor, select_device
+from sgn_ros.model.predictor import (
+    COMPILE_MODES,
+    DENSE_MODULES,
+    WARMUP_CALLS,
+    SSCPrediction,
+    SSCPredictor,
+    select_device,
+)
 from sgn_ros.model.preprocessing import normalize_image
 
 NET_HW = (64, 160)
@@ -322,6 +329,99 @@ def test_warmup_runs_one_dummy_frame_and_options_are_checked(predictor):
     assert seconds > 0
     with pytest.raises(ValueError, match="compile_dense"):
         SSCPredictor(_tiny_cfg(), device="cpu", compile_dense="max-speed")
+
+
+def _no_cxx() -> bool:
+    """torch.compile on the CPU (inductor) needs a C++ compiler: $CXX or g++."""
+    import os
+    import shutil
+
+    return shutil.which(os.environ.get("CXX") or "g++") is None
+
+
+@pytest.mark.skipif(_no_cxx(), reason="no C++ compiler for torch.compile on the CPU")
+@pytest.mark.parametrize("mode", COMPILE_MODES)
+def test_compile_dense_equals_eager_and_compiles_in_the_warmup_only(mode, inputs):
+    """compile_dense on the CPU (inductor; reduce-overhead records no CUDA graphs there): the warm-up
+    compiles, frames with other point counts later do not recompile, the parameter names (hence
+    checkpoints) stay, and the outputs are the eager network's. Under reduce-overhead every network
+    call runs on the predictor's one network thread (CUDA graph trees are per thread), whichever
+    thread calls; otherwise on the caller's. (Compiled code is shared by predictors of one
+    architecture in a process: dynamo guards on the modules' structure, not their identity.)"""
+    import threading
+
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    img, K, T, depth = inputs
+    torch.manual_seed(0)
+    eager = SSCPredictor(_tiny_cfg(), device="cpu")
+    compiled = SSCPredictor(_tiny_cfg(), device="cpu", compile_dense=mode)
+    assert list(compiled.model.state_dict()) == list(eager.model.state_dict())
+    compiled.model.load_state_dict(eager.model.state_dict())
+    ran_on = []  # the thread of each network call (a hook on a module that is not compiled)
+    compiled.model.proposal.register_forward_hook(lambda *_: ran_on.append(threading.get_ident()))
+    compiled.warmup()
+    assert len(ran_on) == WARMUP_CALLS[mode]
+    assert all(getattr(compiled.model, name)._compiled_call_impl is not None for name in DENSE_MODULES)
+    counters.clear()  # frames dynamo compiles from here on (a first compile or a recompile): none
+    pts = depth_to_points(depth, K, np.linalg.inv(T))
+    results = []
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for n in (len(pts), len(pts) // 2):
+            got, want = compiled.predict(img, K, T, points=pts[:n]), eager.predict(img, K, T, points=pts[:n])
+            results.append((got, want))
+        worker = threading.Thread(target=lambda: results.append(
+            (compiled.predict(img, K, T, points=pts), eager.predict(img, K, T, points=pts))))
+        worker.start()
+        worker.join()
+    assert len(results) == 3
+    assert not counters["frames"]["total"], dict(counters["frames"])
+    for got, want in results:
+        assert np.mean(got.labels != want.labels) < 1e-3
+        np.testing.assert_allclose(got.confidence, want.confidence, atol=1e-5)
+    if mode == "reduce-overhead":
+        assert len(set(ran_on)) == 1 and ran_on[0] not in (threading.get_ident(), worker.ident)
+    else:
+        assert set(ran_on[:-1]) == {threading.get_ident()} and ran_on[-1] == worker.ident
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_reduce_overhead_replays_cuda_graphs_recorded_in_the_warmup(inputs):
+    """On a GPU, compile_dense reduce-overhead: the dense parts become CUDA graphs (none skipped),
+    recorded in the warm-up on the predictor's network thread; frames from any thread then replay
+    them there (no graph tree in the calling threads, no recompilation), with the eager outputs."""
+    import threading
+
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+    from torch._inductor.cudagraph_trees import get_manager
+
+    img, K, T, depth = inputs
+    torch.manual_seed(0)
+    eager = SSCPredictor(_tiny_cfg(), device="cuda")
+    graphs = SSCPredictor(_tiny_cfg(), device="cuda", compile_dense="reduce-overhead")
+    graphs.model.load_state_dict(eager.model.state_dict())
+    index = graphs.device.index or 0
+    counters.clear()
+    graphs.warmup(stereo=False)
+    assert not counters["inductor"]["cudagraph_skips"], dict(counters["inductor"])
+    counters.clear()
+    pts = depth_to_points(depth, K, np.linalg.inv(T))
+    results = []
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        results.append((graphs.predict(img, K, T, points=pts), eager.predict(img, K, T, points=pts)))
+        worker = threading.Thread(target=lambda: results.append(
+            (graphs.predict(img, K, T, points=pts[::2]), eager.predict(img, K, T, points=pts[::2]))))
+        worker.start()
+        worker.join()
+    assert len(results) == 2 and not counters["frames"]["total"]
+    for got, want in results:
+        assert np.mean(got.labels != want.labels) < 1e-3
+        np.testing.assert_allclose(got.confidence, want.confidence, atol=1e-4)
+    assert get_manager(index, create_if_none_exists=False) is None  # none in this (the calling) thread
+    assert graphs._network_thread.submit(get_manager, index, False).result() is not None
 
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "negative", "zero", "1e30", "one pixel"])

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -39,6 +40,10 @@ __all__ = ["SSCPrediction", "SSCPredictor", "StereoPair", "select_device", "COMP
 
 #: `compile_dense` choices: torch.compile's default mode, or reduce-overhead (CUDA graphs)
 COMPILE_MODES = ("default", "reduce-overhead")
+#: network calls `warmup` makes per `compile_dense` mode: compiled code is built at the first call
+#: and checked at the second (same shapes, no recompilation); CUDA graph trees run a function
+#: eagerly at its first call, record it at the second and replay it from the third
+WARMUP_CALLS = {None: 1, "default": 2, "reduce-overhead": 3}
 #: the dense parts of SGN (fixed shapes per config; the sparse parts vary per frame and are never compiled)
 DENSE_MODULES = ("encoder", "neck", "bottleneck", "occupancy_head", "diffusion", "output_head")
 
@@ -130,8 +135,11 @@ class SSCPredictor:
         stereo_params: matcher settings of sgbm / sgm (sgn_ros.data.stereo.StereoParams).
         stereo_weights: MobileStereoNet checkpoint for msnet3d.
         compile_dense: None (default), or a torch.compile mode of COMPILE_MODES applied to the
-            dense parts only (``reduce-overhead`` = CUDA graphs). Off by default: unmeasured, and
-            the first frames pay the compilation (call `warmup`).
+            dense parts only (``reduce-overhead`` adds CUDA graphs on CUDA; on the CPU it is
+            ``default``). Compiling takes tens of seconds at the first call: `warmup` pays it
+            (and records the CUDA graphs). CUDA graph trees belong to the thread that records
+            them, so with ``reduce-overhead`` every network call runs on one thread of the
+            predictor's own, whichever thread calls `infer` or `warmup`. Off by default.
         min_valid_depth_share: least share (0..1) of a depth map's pixels that must give points
             inside the grid (a LiDAR cloud needs `MIN_GRID_POINTS` there); fewer raise
             ValueError("no usable depth: ...") so that the caller skips the frame.
@@ -207,6 +215,9 @@ class SSCPredictor:
         if compile_dense is not None:
             for name in DENSE_MODULES:  # in place: parameter names (checkpoints) are unchanged
                 getattr(self.model, name).compile(mode=compile_dense)
+        #: the one thread that runs the network under reduce-overhead (see `compile_dense`), else None
+        self._network_thread = (ThreadPoolExecutor(1, thread_name_prefix="sgn-network")
+                                if compile_dense == "reduce-overhead" else None)
         #: stereo pair -> depth, on this predictor's device (msnet3d refuses here without weights)
         self.stereo = StereoMatcher(stereo_method, self.device, stereo_params, stereo_weights, self.fp16)
         #: FLoSP tables per camera geometry (see `tables`): host-side state of the predictor, not the model
@@ -525,12 +536,25 @@ class SSCPredictor:
         `preparing`: this stream then waits for the batch's `ready` event, and its tensors are
         marked as used here, so that the caching allocator does not hand their memory to the
         side stream while the network still reads it)."""
+        stream = torch.cuda.current_stream(self.device) if self.device.type == "cuda" else None
         if batch.ready is not None:
-            stream = torch.cuda.current_stream(self.device)
             stream.wait_event(batch.ready)
             for t in batch.tensors():
                 if t.is_cuda:
                     t.record_stream(stream)
+        if self._network_thread is None:
+            return self._network(batch, stream)
+        return self._network_thread.submit(self._network, batch, stream).result()
+
+    @torch.inference_mode()
+    def _network(self, batch: SSCBatch, stream: torch.cuda.Stream | None) -> SSCPrediction:
+        """The network and its read-out (softmax, argmax, copy to the host), on the caller's CUDA
+        stream: on the predictor's network thread too, so that a CUDA graph's outputs, which its
+        next replay overwrites, are read before that thread can replay it again."""
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            return self._read_out(batch)
+
+    def _read_out(self, batch: SSCBatch) -> SSCPrediction:
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.fp16):
             out = self.model(batch)
         logits = out["ssc_logits"][0].float()  # (C, X, Y, Z)
@@ -545,7 +569,12 @@ class SSCPredictor:
         """Run one dummy frame (network-size image, points spread over the grid; with `stereo` and
         a device matcher also one stereo match) so that the first real frame does not pay for
         lazy initialisation: CUDA context and kernels, cuDNN / spconv algorithm choice,
-        torch.compile. The node calls it before it reports ready. Returns the seconds it took.
+        torch.compile (`WARMUP_CALLS` network calls with `compile_dense`). The node calls it
+        before it reports ready. Returns the seconds it took.
+
+        Raises:
+            RuntimeError: torch.compile failed (`compile_dense`; e.g. no C++ compiler for the
+                CPU, no Triton for CUDA), naming the option to turn off.
         """
         import time
 
@@ -558,7 +587,17 @@ class SSCPredictor:
         rng = np.random.default_rng(0)
         extent = np.asarray(self.grid.dims, np.float64) * self.grid.voxel_size
         points = (np.asarray(self.grid.origin) + rng.random((4096, 3)) * extent).astype(np.float32)
-        self.predict(image, K, lidar_to_cam, points=points)
+        with torch.inference_mode():  # as in `predict`
+            batch = self.prepare_batch(image, K, lidar_to_cam, points=points)
+        for _ in range(WARMUP_CALLS[self.compile_dense]):
+            try:
+                self.infer(batch)
+            except Exception as e:
+                if self.compile_dense is None:
+                    raise
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise RuntimeError(f"compile_dense={self.compile_dense!r}: torch.compile of the dense parts failed "
+                                   f"({type(e).__name__}: {first[:300]}); run without compile_dense") from e
         if stereo and self.stereo.method != "sgbm":
             self.stereo_depth(image, K, StereoPair(image, 0.5))
         if self.device.type == "cuda":

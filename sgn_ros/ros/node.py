@@ -63,6 +63,8 @@ INPUT_MODES = FIT_MODES  # auto | crop | fit | resize (sgn_ros.geometry.fit_imag
 RECTIFIED_CHOICES = ("auto", "true", "false")
 INPUT_RELIABILITIES = ("auto", "reliable", "best_effort")
 IMAGE_TRANSPORTS = ("raw", "compressed")
+#: compile_dense parameter: "" = off, else a torch.compile mode (SSCPredictor's COMPILE_MODES)
+COMPILE_CHOICES = ("", "default", "reduce-overhead")
 
 # Pose of KITTI's left colour camera (optical frame: z forward, x right, y down) in the LiDAR-like
 # grid frame (x forward, y left, z up): about 0.27 m ahead of and 0.08 m below its origin, as x y z roll
@@ -96,6 +98,10 @@ PARAMETERS: dict[str, ParamSpec] = {
     ),
     "device": ParamSpec("", "torch device (cpu, cuda, cuda:1); empty = CUDA when available, else CPU"),
     "fp16": ParamSpec(False, "float16 autocast inference (CUDA only)"),
+    "compile_dense": ParamSpec(
+        "", "torch.compile the network's dense parts: '' (off) | default | reduce-overhead (with CUDA graphs on "
+        "CUDA); compiled in the warm-up, tens of seconds at start (cached on disk for the next start)"
+    ),
     "warm_up": ParamSpec(True, "run one prediction on dummy input before saying 'ready' (first frame not slow)"),
     "depth_source": ParamSpec("stereo", "geometry input: stereo (right image + info) | depth_image | points"),
     "input_mode": ParamSpec(
@@ -230,7 +236,8 @@ def check_parameters(p: dict[str, Any]) -> None:
     """Raise ValueError naming the first bad parameter of `p` (all of PARAMETERS)."""
     choices = {"depth_source": DEPTH_SOURCES, "input_mode": INPUT_MODES, "camera_rectified": RECTIFIED_CHOICES,
                "camera_pose_source": POSE_SOURCES, "stereo_method": STEREO_CHOICES,
-               "input_reliability": INPUT_RELIABILITIES, "image_transport": IMAGE_TRANSPORTS}
+               "input_reliability": INPUT_RELIABILITIES, "image_transport": IMAGE_TRANSPORTS,
+               "compile_dense": COMPILE_CHOICES}
     for name, allowed in choices.items():
         if p[name] not in allowed:
             raise ValueError(f"parameter {name}: must be one of {allowed}, got {p[name]!r}")
@@ -325,6 +332,7 @@ class SGNCore:
         self.predictor = SSCPredictor(
             p["variant"], dataset=p["dataset"], checkpoint=p["checkpoint"] or None,
             device=p["device"] or None, fp16=p["fp16"], stereo_method=stereo_method,
+            compile_dense=p["compile_dense"] or None,
             stereo_params=StereoParams(num_disparities=int(p["stereo_num_disparities"]),
                                        block_size=int(p["stereo_block_size"])),
             stereo_weights=p["stereo_weights"] or None,
@@ -379,7 +387,11 @@ class SGNCore:
         self._last_problem: dict[str, float] = {}
         if p["warm_up"]:
             seconds = self.predictor.warmup(stereo=p["depth_source"] == "stereo")
-            self.get_logger().info(f"warm-up prediction in {seconds:.2f} s")
+            compiled = f" (dense parts compiled: {p['compile_dense']})" if p["compile_dense"] else ""
+            self.get_logger().info(f"warm-up prediction in {seconds:.2f} s{compiled}")
+        elif p["compile_dense"]:
+            _warning(self.get_logger())(f"compile_dense {p['compile_dense']} without warm_up: the first frames "
+                                        "compile the network (tens of seconds)")
         # outputs last: a subscriber that sees them may rely on the node being ready
         # the outputs' bytes go to rcl directly (GIL released, no std::string copy): rcl_publish.py
         self._senders = {
@@ -911,6 +923,7 @@ class SGNCore:
             **{f"last_frame_{k}_ms": f"{1000.0 * getattr(last, k):.1f}" if last else "nan"
                for k in ("inference", "latency", "queued", "decode", "waiting", "publish")},
             "tf_backend": self._frames.backend,
+            "compile_dense": self.predictor.compile_dense or "off",  # torch.compile of the dense parts
             "output_encoder": "native" if wire.NATIVE else "numpy",  # sgn_ros.ros._cdr_fill built or not
             "output_publisher": "rcl" if self._outputs_native() else "rclpy",  # rcl_publish
             "last_error": last_error,
