@@ -3,7 +3,7 @@
 # tasks only, 15 minutes of device time in all). Prepare here first: bash scripts/device_bundle.sh,
 # then call the device tool's run with
 #   command: bash scripts/device_check.sh   carry: [".device"]   timeout_s: 590
-# (the steps' limits add up to 570 s). Here, `DEVICE_CHECK_NO_BUNDLE=1 PY=.venv/bin/python bash
+# (the steps' limits add up to 575 s). Here, `DEVICE_CHECK_NO_BUNDLE=1 PY=.venv/bin/python bash
 # scripts/device_check.sh` runs the same steps on the CPU venv (the CUDA ones fail fast): a check
 # of the script itself.
 # It installs the bundle into /tmp/site, runs the CUDA tests, then the benchmarks that need no ROS
@@ -15,8 +15,10 @@
 #      skipped here, run there
 #   2. bench/model_latency.py: sgn-l-synth (SGN-L with the bundled trained weights: a trained seed
 #      count) and SGN-T (random weights), fp32 and fp16 (the predict() <= 20 ms and <= 40 ms
-#      targets); then sgn-l-synth fp16 eager and with compile_dense default / reduce-overhead
-#      (torch.compile of the dense parts, + CUDA graphs): whether compiling measurably helps
+#      targets); then sgn-l-synth fp16 with compile_dense default / reduce-overhead (eager: above)
+#      (torch.compile of the dense parts, + CUDA graphs): whether compiling measurably helps;
+#      bench/model_profile.py: sgn-l-synth fp16 under torch.profiler (device busy share, launches
+#      and waits per forward, time per stage, top kernels): where the ~40 ms go
 #   3. bench/pipeline_rate.py --device cuda: predictor + encoders as three pipeline stages at
 #      20 Hz, points and stereo (sgm on the GPU): the rate the host stages sustain beside the GPU
 #   4. bench/stereo_sgm.py --device cuda (SGM time with the Triton and the torch scan, launches per
@@ -61,13 +63,14 @@ print(torch.__version__, torch.cuda.get_device_name(0), sp.__name__); setup_spco
 step tests_cuda 140 "$PY" -m pytest -q -p no:cacheprovider -rs test/test_predictor.py test/test_sgm.py \
   test/test_sgm_triton.py test/test_stereo_pair.py test/test_losses.py test/test_sparse_blocks.py test/test_msnet.py \
   test/test_runtime.py test/test_errors.py
-step model_latency 95 "$PY" bench/model_latency.py --variants sgn-l-synth sgn-t --devices cuda --runs 10 \
+step model_latency 85 "$PY" bench/model_latency.py --variants sgn-l-synth sgn-t --devices cuda --runs 5 \
   --out "$OUT/model_latency.md"
+step model_profile 30 "$PY" bench/model_profile.py --device cuda --fp16 --runs 5 --out "$OUT/model_profile.md"
 step pipeline_points 45 "$PY" bench/pipeline_rate.py --config full --device cuda --fp16 --frames 60 --rate 20
-step pipeline_stereo 55 "$PY" bench/pipeline_rate.py --config full --device cuda --fp16 --frames 60 --rate 20 \
+step pipeline_stereo 50 "$PY" bench/pipeline_rate.py --config full --device cuda --fp16 --frames 60 --rate 20 \
   --depth-source stereo --stereo-method sgm
 step stereo_sgm 45 "$PY" bench/stereo_sgm.py --device cuda --repeats 5
-step model_latency_compiled 110 "$PY" bench/model_latency.py --variants sgn-l-synth --devices cuda --dtypes fp16 \
-  --compile none default reduce-overhead --runs 10 --out "$OUT/model_latency_compiled.md"
+step model_latency_compiled 100 "$PY" bench/model_latency.py --variants sgn-l-synth --devices cuda --dtypes fp16 \
+  --compile default reduce-overhead --runs 5 --out "$OUT/model_latency_compiled.md"
 step stereo_msnet 35 "$PY" bench/stereo.py --methods msnet3d --repeats 5
 echo "device_check: done; logs in $OUT" | tee -a "$OUT/summary.txt"
