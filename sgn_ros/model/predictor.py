@@ -215,7 +215,9 @@ class SSCPredictor:
         if compile_dense is not None:
             for name in DENSE_MODULES:  # in place: parameter names (checkpoints) are unchanged
                 getattr(self.model, name).compile(mode=compile_dense)
-        #: the one thread that runs the network under reduce-overhead (see `compile_dense`), else None
+        #: the one thread that runs the network under reduce-overhead (see `compile_dense`), else None;
+        #: not a daemon (torch.compile run from a daemon thread aborts the interpreter at exit), so a
+        #: process exiting while it runs a network call waits for that call (on a GPU, ms)
         self._network_thread = (ThreadPoolExecutor(1, thread_name_prefix="sgn-network")
                                 if compile_dense == "reduce-overhead" else None)
         #: stereo pair -> depth, on this predictor's device (msnet3d refuses here without weights)
