@@ -25,7 +25,8 @@ from model_latency import STAGE_OF, synthetic_inputs  # noqa: E402
 
 #: CUDA runtime / driver calls that launch a kernel, and those that make the host wait for the device
 LAUNCH_CALLS = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx")
-WAIT_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
+WAIT_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy",
+              "cuStreamSynchronize", "cuCtxSynchronize")  # (a copy to the host is an async copy + a stream sync)
 
 
 def _device_us(evt) -> float:
@@ -91,7 +92,7 @@ def profile(variant: str, device: str, fp16: bool, warmup: int, runs: int, top: 
     for e in events:
         if e.key in LAUNCH_CALLS:
             counts["launches"] += e.count
-        if e.key.startswith(WAIT_CALLS):
+        if e.key in WAIT_CALLS:
             counts["waits"] += e.count
     aten = sum(e.count for e in events if e.key.startswith("aten::"))
 
