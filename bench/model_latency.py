@@ -82,7 +82,7 @@ def _sync(device: torch.device) -> None:
 
 def run_case(
     variant: str, device: str, fp16: bool, warmup: int, runs: int, threads: int, checkpoint: str | None,
-    compile_mode: str | None = None,
+    compile_mode: str | None = None, cudnn_benchmark: bool = False,
 ) -> dict:
     """Build the model, time `runs` forwards after `warmup`, per stage (hooks) and in total.
 
@@ -90,6 +90,7 @@ def run_case(
     (its time is reported), and there are no stage times: hooks added to compiled modules would be
     traced into them and force a recompilation."""
     torch.set_num_threads(threads)
+    torch.backends.cudnn.benchmark = cudnn_benchmark  # this case's own process (run_isolated)
     torch.manual_seed(0)  # same random weights (hence the same seed count) in every case
     from sgn_ros.model.predictor import WARMUP_CALLS, SSCPredictor
 
@@ -179,7 +180,8 @@ def run_case(
     return {
         "variant": variant,
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({threads} threads)",
-        "dtype": ("fp16 autocast" if fp16 else "fp32") + (f", compiled {compile_mode}" if compile_mode else ""),
+        "dtype": ("fp16 autocast" if fp16 else "fp32") + (f", compiled {compile_mode}" if compile_mode else "")
+        + (", cudnn.benchmark" if cudnn_benchmark else ""),
         "compile_s": compile_s,
         "params": params,
         "points": n_points,
@@ -251,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="on CUDA: float32 and/or float16 autocast (the CPU runs float32)")
     ap.add_argument("--compile", nargs="+", default=[], choices=["none", "default", "reduce-overhead"],
                     help="also time SSCPredictor(compile_dense=MODE) cases (none = the eager network)")
+    ap.add_argument("--cudnn-benchmark", action="store_true",
+                    help="torch.backends.cudnn.benchmark = True in every case (cuDNN autotunes each conv shape at "
+                         "its first call, in the warm-up)")
     args = ap.parse_args(argv)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     cpu_variants = args.cpu_variants or ["sgn-l"]
@@ -266,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     for v, dev, fp16, mode in cases:
         print(f"[model_latency] {v} on {dev} {'fp16' if fp16 else 'fp32'}{' compiled ' + mode if mode else ''} ...",
               file=sys.stderr, flush=True)
-        results.append(run_isolated(v, dev, fp16, args.warmup, args.runs, args.threads, args.checkpoint, mode))
+        results.append(run_isolated(v, dev, fp16, args.warmup, args.runs, args.threads, args.checkpoint, mode,
+                                    args.cudnn_benchmark))
     table = markdown(results)
     print(table)
     if args.out:

@@ -97,7 +97,9 @@ def profile(variant: str, device: str, fp16: bool, warmup: int, runs: int, top: 
     aten = sum(e.count for e in events if e.key.startswith("aten::"))
 
     lines = [f"# {variant} on {torch.cuda.get_device_name(dev) if cuda else 'CPU'}, "
-             f"{'fp16 autocast' if fp16 else 'fp32'}, {runs} profiled forwards after {warmup}; "
+             f"{'fp16 autocast' if fp16 else 'fp32'}"
+             f"{', cudnn.benchmark' if torch.backends.cudnn.benchmark else ''}, {runs} profiled forwards after "
+             f"{warmup}; "
              f"torch {torch.__version__}", ""]
     lines += ["| forward wall ms (median) | device busy ms | busy share | kernel launches | device -> host waits "
               "| aten operators |", "|---:|---:|---:|---:|---:|---:|"]
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", default="sgn-l-synth")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--fp16", action="store_true", help="float16 autocast (CUDA)")
+    ap.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--top", type=int, default=25, help="operators listed per table")
@@ -133,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="also write the summary to this markdown file")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark  # autotuned in the warm-up forwards
     text = profile(args.variant, args.device, args.fp16, args.warmup, args.runs, args.top)
     print(text)
     if args.out:
