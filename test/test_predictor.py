@@ -11,6 +11,7 @@ from sgn_ros.model import build_model
 from sgn_ros.model.checkpoint import save_checkpoint
 from sgn_ros.model.predictor import (
     COMPILE_MODES,
+    CPU_CHANNELS_LAST,
     DENSE_MODULES,
     WARMUP_CALLS,
     SSCPrediction,
@@ -329,6 +330,47 @@ def test_warmup_runs_one_dummy_frame_and_options_are_checked(predictor):
     assert seconds > 0
     with pytest.raises(ValueError, match="compile_dense"):
         SSCPredictor(_tiny_cfg(), device="cpu", compile_dense="max-speed")
+
+
+def test_cpu_trunk_is_channels_last_with_the_plain_outputs(inputs):
+    """On the CPU the predictor keeps the 3-D convolution trunk channels-last (oneDNN's own layout,
+    no reorder per convolution): its weights and volumes are NDHWC, and the logits are the plain
+    (NCDHW) model's to float rounding, with the same labels. (A 128 x 128 x 8 grid: on the
+    smaller test grid PyTorch's size rule sends the convolutions to its reference kernels, which
+    return NCDHW; see SegmentationHead3d. The same rule takes them for 1x1x1 convolutions in a
+    single-threaded process, hence two threads here.)"""
+    img, K, T, depth = inputs
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _check_channels_last_trunk(img, K, T, depth)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check_channels_last_trunk(img, K, T, depth) -> None:
+    torch.manual_seed(0)
+    over = {k: dict(v) for k, v in TINY.items()}
+    over["grid"] = {"voxel_size": 0.4, "dims": [128, 128, 8]}
+    predictor = SSCPredictor(load_config("sgn-l", overrides=over), device="cpu")
+    for name in CPU_CHANNELS_LAST:
+        for p in getattr(predictor.model, name).parameters():
+            if p.dim() == 5:
+                assert p.is_contiguous(memory_format=torch.channels_last_3d), name
+    plain = build_model(predictor.cfg).eval()
+    plain.load_state_dict(predictor.model.state_dict())
+    assert all(p.is_contiguous() for p in plain.parameters())
+    batch = predictor.prepare_batch(img, K, T, points=depth_to_points(depth, K, np.linalg.inv(T)))
+    volumes = []
+    hook = predictor.model.diffusion.register_forward_hook(lambda _m, _i, out: volumes.append(out))
+    try:
+        with torch.inference_mode():
+            got, want = predictor.model(batch)["ssc_logits"], plain(batch)["ssc_logits"]
+    finally:
+        hook.remove()
+    assert volumes[0].is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    assert torch.equal(got.argmax(1), want.argmax(1))
 
 
 def _no_cxx() -> bool:
