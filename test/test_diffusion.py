@@ -33,6 +33,24 @@ def test_anisotropic_conv_in_place_without_autograd_gives_the_same_bits():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in block.parameters())
 
 
+def test_anisotropic_conv_under_autocast_keeps_the_reference_operations():
+    """Under autocast the conv outputs are low precision and the gates float32: the reference's
+    out-of-place products promote the sums to float32, so inference takes that path there too
+    (the output's dtype and bits are those of autograd under the same autocast)."""
+    torch.manual_seed(2)
+    block = AnisotropicConv(8).eval()
+    x = torch.randn(1, 8, 10, 8, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.enable_grad():
+            want = block(x)
+        with torch.inference_mode(), recorded_ops() as ops:
+            got = block(x)
+    assert got.dtype == want.dtype == torch.float32
+    assert torch.equal(got, want.detach())
+    names = {name for name, _ in ops}
+    assert "relu" in names and not {"relu_", "mul_", "add_"} & names, names
+
+
 def test_diffusion_block_inference_equals_its_autograd_path():
     """The whole semantic diffusion block (conv_in, anisotropic conv, ASPP): the same bits with and
     without autograd."""

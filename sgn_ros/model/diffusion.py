@@ -35,7 +35,9 @@ class AnisotropicConv(nn.Module):
     Without autograd (inference) the ReLUs, gates and sums work in place on each conv's fresh
     output: the same float operations (a product is commutative), so the same bits, without a new
     full-size volume per operation (SGN-L: 34 MB each, just above glibc's largest mmap threshold,
-    so each was mapped and page-faulted afresh): 500 -> 360 ms per block on the 2-core CPU.
+    so each was mapped and page-faulted afresh): 500 -> 360 ms per block on the 2-core CPU. Not
+    under autocast: there the float16 conv outputs meet float32 gates, and the reference's
+    out-of-place products promote the sums to float32, which in place they would not.
     """
 
     def __init__(self, channels: int, kernels: Sequence[int] = ANISO_KERNELS) -> None:
@@ -50,7 +52,8 @@ class AnisotropicConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, *spatial = x.shape
         gates = torch.softmax(self.conv_mx(x).view(b, 3, self.n, 1, *spatial), dim=2)  # (B, 3, n, 1, X, Y, Z)
-        in_place = not torch.is_grad_enabled()  # nothing keeps the intermediates for a backward
+        # nothing keeps the intermediates for a backward, and no autocast mixes dtypes
+        in_place = not torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type)
         y = x
         for group, convs in ((2, self.conv_1x1xk), (1, self.conv_1xkx1), (0, self.conv_kx1x1)):
             acc = None
