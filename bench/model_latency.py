@@ -80,6 +80,42 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _stage_times(model, forward, runs: int, sync) -> dict[str, float]:
+    """Median seconds per paper stage over `runs` forwards, from synchronising hooks on the
+    model's top-level children (the rest of a forward is "other (glue)")."""
+    spent: dict[str, float] = defaultdict(float)
+    starts: dict[str, float] = {}
+    handles = []
+    for name, child in model.named_children():
+        def pre(_m, _i, name=name):
+            sync()
+            starts[name] = time.perf_counter()
+
+        def post(_m, _i, _o, name=name):
+            sync()
+            spent[name] += time.perf_counter() - starts.pop(name)
+
+        handles += [child.register_forward_pre_hook(pre), child.register_forward_hook(post)]
+    per_run = []
+    try:
+        for _ in range(runs):
+            spent.clear()
+            sync()
+            t0 = time.perf_counter()
+            forward()
+            sync()
+            total = time.perf_counter() - t0
+            stages: dict[str, float] = defaultdict(float)
+            for name, s in spent.items():
+                stages[STAGE_OF.get(name, name)] += s
+            stages["other (glue)"] = total - sum(stages.values())
+            per_run.append(dict(stages))
+    finally:
+        for h in handles:
+            h.remove()
+    return {k: statistics.median(r.get(k, 0.0) for r in per_run) for k in per_run[0]}
+
+
 def run_case(
     variant: str, device: str, fp16: bool, warmup: int, runs: int, threads: int, checkpoint: str | None,
     compile_mode: str | None = None, cudnn_benchmark: bool = False,
@@ -139,36 +175,9 @@ def run_case(
         pred.predict(images, K, l2c, depth=depth)
         e2e.append(time.perf_counter() - t0)
 
-    # per-stage: hooks on the top-level children (synchronising around each; separate runs)
-    spent: dict[str, float] = defaultdict(float)
-    starts: dict[str, float] = {}
-    handles = []
-    for name, child in (pred.model.named_children() if compile_mode is None else ()):
-        def pre(_m, _i, name=name):
-            _sync(dev)
-            starts[name] = time.perf_counter()
-
-        def post(_m, _i, _o, name=name):
-            _sync(dev)
-            spent[name] += time.perf_counter() - starts.pop(name)
-
-        handles += [child.register_forward_pre_hook(pre), child.register_forward_hook(post)]
-    per_run = []
-    for _ in range(runs if compile_mode is None else 0):
-        spent.clear()
-        _sync(dev)
-        t0 = time.perf_counter()
-        forward()
-        _sync(dev)
-        total = time.perf_counter() - t0
-        stages: dict[str, float] = defaultdict(float)
-        for name, s in spent.items():
-            stages[STAGE_OF.get(name, name)] += s
-        stages["other (glue)"] = total - sum(stages.values())
-        per_run.append(dict(stages))
-    for h in handles:
-        h.remove()
-    stage_median = {k: statistics.median(r.get(k, 0.0) for r in per_run) for k in per_run[0]} if per_run else {}
+    # per-stage: hooks on the top-level children (synchronising around each; separate runs); not
+    # for compiled modules, which would trace the hooks and recompile
+    stage_median = {} if compile_mode is not None else _stage_times(pred.model, forward, runs, lambda: _sync(dev))
 
     if dev.type == "cuda":
         peak = (torch.cuda.max_memory_allocated(dev) - base) / 2**20
@@ -251,7 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="also write the table to this markdown file")
     ap.add_argument("--dtypes", nargs="+", choices=["fp32", "fp16"], default=["fp32", "fp16"],
                     help="on CUDA: float32 and/or float16 autocast (the CPU runs float32)")
-    ap.add_argument("--compile", nargs="+", default=[], choices=["none", "default", "reduce-overhead"],
+    from sgn_ros.model.predictor import COMPILE_MODES
+
+    ap.add_argument("--compile", nargs="+", default=[], choices=["none", *COMPILE_MODES],
                     help="also time SSCPredictor(compile_dense=MODE) cases (none = the eager network)")
     ap.add_argument("--cudnn-benchmark", action="store_true",
                     help="torch.backends.cudnn.benchmark = True in every case (cuDNN autotunes each conv shape at "

@@ -309,7 +309,9 @@ def main() -> int:
     ap.add_argument("--stereo-method", choices=["sgbm", "sgm", "msnet3d"], default=None,
                     help="node parameter stereo_method (refused when the node has no such parameter)")
     ap.add_argument("--fp16", action="store_true")
-    ap.add_argument("--compile-dense", choices=["", "default", "reduce-overhead"], default="",
+    from sgn_ros.model.predictor import COMPILE_MODES
+
+    ap.add_argument("--compile-dense", choices=["", *COMPILE_MODES], default="",
                     help="node parameter compile_dense: torch.compile of the network's dense parts")
     ap.add_argument("--confidence-threshold", type=float, default=0.0,
                     help="node parameter confidence_threshold: points and markers keep the voxels at or above "

@@ -62,7 +62,9 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=10.0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--fp16", action="store_true")
-    ap.add_argument("--compile-dense", choices=["default", "reduce-overhead"], default=None,
+    from sgn_ros.model.predictor import COMPILE_MODES
+
+    ap.add_argument("--compile-dense", choices=COMPILE_MODES, default=None,
                     help="SSCPredictor compile_dense: torch.compile of the network's dense parts")
     ap.add_argument("--depth-source", choices=["points", "depth", "stereo"], default="points")
     ap.add_argument("--stereo-method", choices=["sgbm", "sgm", "msnet3d"], default="sgbm")

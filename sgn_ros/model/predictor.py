@@ -563,18 +563,15 @@ class SSCPredictor:
         stream: on the predictor's network thread too, so that a CUDA graph's outputs, which its
         next replay overwrites, are read before that thread can replay it again."""
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-            return self._read_out(batch)
-
-    def _read_out(self, batch: SSCBatch) -> SSCPrediction:
-        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.fp16):
-            out = self.model(batch)
-        logits = out["ssc_logits"][0].float()  # (C, X, Y, Z)
-        conf, labels = torch.softmax(logits, dim=0).max(dim=0)
-        return SSCPrediction(
-            labels=labels.to(torch.uint8).cpu().numpy(),
-            confidence=conf.cpu().numpy().astype(np.float32, copy=False),
-            grid=self.grid,
-        )
+            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.fp16):
+                out = self.model(batch)
+            logits = out["ssc_logits"][0].float()  # (C, X, Y, Z)
+            conf, labels = torch.softmax(logits, dim=0).max(dim=0)
+            return SSCPrediction(
+                labels=labels.to(torch.uint8).cpu().numpy(),
+                confidence=conf.cpu().numpy().astype(np.float32, copy=False),
+                grid=self.grid,
+            )
 
     def warmup(self, stereo: bool = True) -> float:
         """Run one dummy frame (network-size image, points spread over the grid; with `stereo` and

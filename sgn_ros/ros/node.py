@@ -43,6 +43,7 @@ from visualization_msgs.msg import MarkerArray
 
 from sgn_ros.geometry import apply_transform, invert_transform, xyz_rpy_to_matrix
 from sgn_ros.geometry.camera import FIT_MODES
+from sgn_ros.model.predictor import COMPILE_MODES
 from sgn_ros.ros import decoders as dec
 from sgn_ros.ros import encoders as enc
 from sgn_ros.ros import wire
@@ -63,8 +64,8 @@ INPUT_MODES = FIT_MODES  # auto | crop | fit | resize (sgn_ros.geometry.fit_imag
 RECTIFIED_CHOICES = ("auto", "true", "false")
 INPUT_RELIABILITIES = ("auto", "reliable", "best_effort")
 IMAGE_TRANSPORTS = ("raw", "compressed")
-#: compile_dense parameter: "" = off, else a torch.compile mode (SSCPredictor's COMPILE_MODES)
-COMPILE_CHOICES = ("", "default", "reduce-overhead")
+#: compile_dense parameter: "" = off, else a torch.compile mode of SSCPredictor
+COMPILE_CHOICES = ("", *COMPILE_MODES)
 
 # Pose of KITTI's left colour camera (optical frame: z forward, x right, y down) in the LiDAR-like
 # grid frame (x forward, y left, z up): about 0.27 m ahead of and 0.08 m below its origin, as x y z roll

@@ -269,7 +269,7 @@ def aggregate(cost: torch.Tensor, p1: float, p2: float, paths: int = 8, backend:
             if backend == "triton":
                 raise
             _warn_slow(f"it failed on {cost.device}: {sgm_triton.disable(e)}; not tried again in this process")
-    shifts = (-1, 0, 1) if paths == 8 else (0,)
+    shifts = tuple(dy for dx, dy in order if dx == 1)  # the rightward paths' (and leftward) steps in y
     horiz = cost.permute(3, 0, 1, 2).contiguous()  # (W, B, D, H)
     acc = torch.zeros_like(horiz)
     _scan(horiz, shifts, p1, p2, acc)  # rightwards: r = (1, s)
