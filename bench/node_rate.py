@@ -319,6 +319,8 @@ def main() -> int:
     ap.add_argument("--no-confidence", action="store_true",
                     help="node parameter publish_confidence false: no confidence in ssc/points and ssc/grid "
                          "(~2.9 MB less per full-size frame)")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="any other node parameter (VALUE read as YAML), e.g. markers_merge_runs=false; repeatable")
     ap.add_argument("--startup-timeout", type=float, default=900.0, help="s: model load + warm-up frame")
     ap.add_argument("--drain", type=float, default=None, help="s to wait for outputs after the last frame")
     args = ap.parse_args()
@@ -337,6 +339,14 @@ def main() -> int:
                                  "diagnostics_period": 0.5, "sync_tolerance": 0.001,
                                  "confidence_threshold": args.confidence_threshold,
                                  "publish_confidence": not args.no_confidence}
+    import yaml
+
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep or name not in PARAMETERS:
+            print(f"node_rate: --param {item!r}: expected NAME=VALUE with NAME a node parameter", file=sys.stderr)
+            return 2
+        params[name] = yaml.safe_load(value)
     if args.stereo_method is not None:
         if "stereo_method" not in PARAMETERS:
             print("node_rate: this sgn_node has no stereo_method parameter (it matches with OpenCV SGBM)",

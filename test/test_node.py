@@ -269,15 +269,27 @@ def _check_outputs(h: Harness, stamp: int, pred, grid, colors: np.ndarray) -> No
     col = colors[pred.labels[occupied]].astype(np.uint32)
     np.testing.assert_array_equal(rgb, (col[:, 0] << 16) | (col[:, 1] << 8) | col[:, 2])
 
-    ma = h.received["markers"][stamp]
-    cubes = {m.id: np.array([[p.x, p.y, p.z] for p in m.points]) for m in ma.markers if m.action == m.ADD}
-    assert set(cubes) <= set(np.unique(pred.labels[occupied]).tolist())
-    # markers_surface_only (sgn.yaml: true): the cubes with a free face, from the whole-volume mask
-    shown = surface_mask(occupied)
-    assert set(cubes) == set(np.unique(pred.labels[shown]).tolist())
-    for c, p in cubes.items():
-        np.testing.assert_allclose(np.sort(p, axis=0),
-                                   np.sort(grid.index_to_center(np.argwhere(shown & (pred.labels == c))), 0), atol=1e-4)
+    # markers_merge_runs (sgn.yaml: true, markers_surface_only false): boxes along x covering
+    # exactly the occupied voxels, each in its class's marker
+    want = sorted((int(pred.labels[tuple(v)]), *map(int, v)) for v in np.argwhere(occupied))
+    assert _marker_voxels(h.received["markers"][stamp], grid) == want
+
+
+def _marker_voxels(ma, grid) -> list[tuple[int, int, int, int]]:
+    """(class, i, j, k) of every voxel the ADD markers of a MarkerArray draw (a CUBE_LIST's points
+    are boxes of the marker's scale; merged markers: id = class + 256 * b, boxes of 2^b voxels along x),
+    in grid coordinates (the node's grid_frame)."""
+    vs, out = grid.voxel_size, []
+    for m in ma.markers:
+        if m.action != m.ADD:
+            continue
+        c, b = m.id % 256, m.id // 256
+        assert m.type == m.CUBE_LIST and (m.scale.x, m.scale.y, m.scale.z) == pytest.approx((vs * 2 ** b, vs, vs))
+        for p in m.points:
+            i0 = int(round((p.x - grid.origin[0]) / vs - 2 ** b / 2))
+            j, k = (int(round((q - o) / vs - 0.5)) for q, o in zip((p.y, p.z), grid.origin[1:]))
+            out += [(c, i, j, k) for i in range(i0, i0 + 2 ** b)]
+    return sorted(out)
 
 
 # --------------------------------------------------------------------------- tests without DDS
@@ -342,6 +354,43 @@ def test_outputs_match_predictor(points_node, tiny) -> None:
     assert "Fast DDS profile from FASTDDS_DEFAULT_PROFILES_FILE" in node.log()  # the transport in use, said once
     assert "outputs serialized by the native passes" in node.log()  # the C extension is built (make / colcon)
     assert "outputs published through rcl directly" in node.log()
+
+
+def test_marker_options_change_at_runtime(points_node, tiny) -> None:
+    """markers_merge_runs false and markers_surface_only true, set on the running node: the next
+    MarkerArray has one cube per voxel with a free face, id = class, and DELETE markers for the
+    merged boxes' ids of the frame before (RViz would keep showing them otherwise)."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    node, h = points_node
+    grid, predictor = tiny["grid"], tiny["predictor"]
+    cli = h.node.create_client(SetParameters, "/sgn_node/set_parameters")
+    assert h.spin_until(cli.service_is_ready, 20.0)
+
+    def set_markers(merge: bool, surface: bool) -> None:
+        params = [Parameter(name=n, value=ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=v))
+                  for n, v in (("markers_merge_runs", merge), ("markers_surface_only", surface))]
+        res = _answer(h, cli, lambda: SetParameters.Request(parameters=params), "set_parameters")
+        assert all(r.successful for r in res.results), res
+
+    image, points = _scene(7, grid)
+    first, second = (STAMP0 + 70) * 1_000_000_000, (STAMP0 + 71) * 1_000_000_000
+    try:
+        _wait_answer(node, h, first, lambda: _publish_frame(h, first, image, points))
+        merged = {m.id for m in h.received["markers"][first].markers if m.action == m.ADD}
+        set_markers(False, True)
+        _wait_answer(node, h, second, lambda: _publish_frame(h, second, image, points))
+    finally:
+        set_markers(True, False)
+        h.node.destroy_client(cli)
+    pred = predictor.predict(image, K_CAM, np.linalg.inv(_camera_to_grid()), points=points)
+    shown = surface_mask((pred.labels != 0) & (pred.labels != 255))
+    ma = h.received["markers"][second]
+    assert _marker_voxels(ma, grid) == sorted((int(pred.labels[tuple(v)]), *map(int, v)) for v in np.argwhere(shown))
+    added = {m.id for m in ma.markers if m.action == m.ADD}
+    assert max(added) < 256 and max(merged) >= 256  # cubes now; boxes of 2 or more voxels before
+    assert {m.id for m in ma.markers if m.action == m.DELETE} == merged - added
 
 
 def test_parameter_pose_attaches_the_grid_to_the_camera(points_node) -> None:

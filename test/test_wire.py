@@ -19,6 +19,7 @@ import pytest
 
 pytest.importorskip("sensor_msgs.msg", reason="ROS 2 message packages (requirements/ros.txt) not installed")
 
+from geometry_msgs.msg import Point  # noqa: E402
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore  # noqa: E402
 from sensor_msgs.msg import PointCloud2  # noqa: E402
@@ -246,6 +247,130 @@ def test_surface_only_keeps_every_visible_voxel(grid_name: str, kind: str, nativ
         assert got == want
 
 
+def _slow_merged(labels, drawn, grid, header, previous=(), namespace="ssc", alpha=1.0, transform=None):
+    """The merged-run MarkerArray as message objects, column by column in plain Python: each
+    maximal run of drawn voxels of one class along x cut into boxes by the binary digits of its
+    length, the largest first; one CUBE_LIST per class and box size (id class + 256 * b), its
+    boxes in the C order of their runs' last voxels."""
+    from visualization_msgs.msg import Marker
+
+    X, Y, Z = grid.dims
+    levels = X.bit_length()
+    boxes: dict[tuple[int, int], list[tuple[int, float, float, float]]] = {}
+    for j in range(Y):
+        for k in range(Z):
+            i = 0
+            while i < X:
+                if not drawn[i, j, k]:
+                    i += 1
+                    continue
+                c, n = int(labels[i, j, k]), 1
+                while i + n < X and drawn[i + n, j, k] and labels[i + n, j, k] == c:
+                    n += 1
+                _, y, z = grid.index_to_center(np.array([[i, j, k]]))[0]
+                off = 0
+                for b in reversed(range(levels)):
+                    if n >> b & 1:
+                        x = grid.origin[0] + (i + off + 2 ** b / 2) * grid.voxel_size
+                        boxes.setdefault((c, b), []).append((((i + n - 1) * Y + j) * Z + k, x, y, z))
+                        off += 2 ** b
+                i += n
+    pose = enc.matrix_to_pose(np.eye(4) if transform is None else transform)
+    out = MarkerArray()
+    for (c, b), found in sorted(boxes.items()):
+        m = Marker(header=header, ns=namespace, id=c + 256 * b, type=Marker.CUBE_LIST, action=Marker.ADD, pose=pose)
+        m.scale.x, m.scale.y, m.scale.z = grid.voxel_size * 2 ** b, grid.voxel_size, grid.voxel_size
+        m.color.r, m.color.g, m.color.b = (float(v) / 255.0 for v in LS.colors_rgb[c])
+        m.color.a = float(alpha)
+        m.points = [Point(x=x, y=y, z=z) for _, x, y, z in sorted(found)]
+        out.markers.append(m)
+    present = {m.id for m in out.markers}
+    for mid in sorted({int(v) for v in previous} - present):
+        out.markers.append(Marker(header=header, ns=namespace, id=mid, action=Marker.DELETE))
+    return out, present
+
+
+def _drawn(labels, confidence, threshold, surface):
+    keep = (labels != 0) & (labels != 255)
+    if confidence is not None and threshold > 0:
+        keep &= confidence >= threshold
+    return wire.surface_mask(keep) if surface else keep
+
+
+@pytest.mark.parametrize("transform", [False, True])
+@pytest.mark.parametrize(("grid_name", "kind"), CASES)
+@pytest.mark.parametrize("native", [False, True], ids=["numpy", "native"])
+def test_merged_markers_equal_the_slow_version(grid_name: str, kind: str, transform: bool, native: bool) -> None:
+    """merge_runs: every byte as rclpy / rosbags serialize the column-by-column message objects,
+    with and without surface_only, thresholds, DELETE markers for ids gone and both passes."""
+    grid = GRIDS[grid_name]
+    labels, conf = _prediction(grid, kind)
+    T = TRANSFORM if transform else None
+    prev_ref: set[int] = {4, 9 + 256, 30 + 512}
+    prev_ours = set(prev_ref)
+    for confidence, thr, surface in ((conf, 0.0, True), (conf, 0.6, False), (None, 0.0, False), (conf, 0.3, True)):
+        ref, prev_ref = _slow_merged(labels, _drawn(labels, confidence, thr, surface), grid, _header(), prev_ref,
+                                     "ssc", 0.8, T)
+        ours, prev_ours = wire.marker_array_bytes(labels, grid, LS.colors_rgb, STAMP, FRAME, confidence, thr, T,
+                                                  prev_ours, alpha=0.8, surface_only=surface, native=native,
+                                                  merge_runs=True)
+        assert prev_ours == prev_ref
+        _check_bytes(ours, ref, "visualization_msgs/msg/MarkerArray")
+
+
+@pytest.mark.parametrize("scene", ["random", "street"])
+@pytest.mark.parametrize("native", [False, True], ids=["numpy", "native"])
+def test_merged_boxes_cover_exactly_the_cubes(scene: str, native: bool) -> None:
+    """What RViz draws: a CUBE_LIST's points are boxes of the marker's scale, so the boxes of the
+    merged markers, cut back into voxels, are exactly the cubes of the plain markers, each once,
+    in its class's colour; and far fewer points where the scene has runs."""
+    grid = GRIDS["kitti_quarter"]
+    labels, conf = _street(grid, 5) if scene == "street" else _prediction(grid, "random", 5)
+    vs = grid.voxel_size
+    for surface in (False, True):
+        cubes, _ = wire.marker_array_bytes(labels, grid, LS.colors_rgb, STAMP, FRAME, conf, 0.2,
+                                           surface_only=surface, native=native)
+        merged, ids = wire.marker_array_bytes(labels, grid, LS.colors_rgb, STAMP, FRAME, conf, 0.2,
+                                              surface_only=surface, native=native, merge_runs=True)
+        want = sorted((m.id, *np.rint((np.array([p.x, p.y, p.z]) - grid.origin) / vs - 0.5).astype(int))
+                      for m in deserialize_message(cubes, MarkerArray).markers for p in m.points)
+        got, points = [], 0
+        for m in deserialize_message(merged, MarkerArray).markers:
+            c, b = m.id % 256, m.id // 256
+            assert m.type == 6 and (m.scale.x, m.scale.y, m.scale.z) == (vs * 2 ** b, vs, vs)
+            assert (m.color.r, m.color.g, m.color.b) == pytest.approx(LS.colors_rgb[c] / 255.0)
+            for p in m.points:
+                i0 = int(round((p.x - grid.origin[0]) / vs - 2 ** b / 2))
+                j, k = np.rint((np.array([p.y, p.z]) - grid.origin[1:]) / vs - 0.5).astype(int)
+                got += [(c, i, j, k) for i in range(i0, i0 + 2 ** b)]
+            points += len(m.points)
+        assert sorted(got) == want and ids == {m.id for m in deserialize_message(merged, MarkerArray).markers}
+        if scene == "street":
+            assert points * 2 < len(want)
+
+
+def test_runs_against_a_loop() -> None:
+    """wire.runs (the NumPy passes' run finder): every maximal one-class line along axis 0, in
+    the C order of its last voxel, as a loop over the columns finds them."""
+    grid = GRIDS["odd"]
+    labels, conf = _prediction(grid, "random", 2)
+    drawn = _drawn(labels, conf, 0.3, False)
+    X, Y, Z = grid.dims
+    slow = []
+    for j in range(Y):
+        for k in range(Z):
+            i = 0
+            while i < X:
+                n = 0
+                while drawn[i, j, k] and i + n < X and drawn[i + n, j, k] and labels[i + n, j, k] == labels[i, j, k]:
+                    n += 1
+                if n:
+                    slow.append((((i + n - 1) * Y + j) * Z + k, (i * Y + j) * Z + k, n))
+                i += max(n, 1)
+    first, length = wire.runs(drawn, labels)
+    assert list(zip(first.tolist(), length.tolist())) == [(f, n) for _, f, n in sorted(slow)]
+
+
 def test_shared_selection_gives_the_same_bytes() -> None:
     """The node selects the occupied voxels once per frame for PointCloud2 and MarkerArray."""
     grid = GRIDS["kitti_quarter"]
@@ -349,8 +474,9 @@ def test_native_equals_numpy_at_full_size(scene: str) -> None:
         for c in (conf, None):
             args = (labels, grid, LS.colors_rgb, STAMP, FRAME, c, thr, T)
             assert wire.pointcloud2_bytes(*args, native=True) == wire.pointcloud2_bytes(*args, native=False)
-            assert wire.marker_array_bytes(*args, {3, 40}, surface_only=surface, native=True) == \
-                wire.marker_array_bytes(*args, {3, 40}, surface_only=surface, native=False)
+            for merge in (False, True):
+                assert wire.marker_array_bytes(*args, {3, 40}, surface_only=surface, native=True, merge_runs=merge) \
+                    == wire.marker_array_bytes(*args, {3, 40}, surface_only=surface, native=False, merge_runs=merge)
             g = (labels, grid, LS.names, LS.colors_rgb, STAMP, FRAME, c, thr, T)
             assert wire.voxel_grid_bytes(*g, native=True) == wire.voxel_grid_bytes(*g, native=False)
     f = np.asfortranarray(labels)
@@ -400,6 +526,29 @@ def test_native_checks_the_layout_it_fills() -> None:
     bad[8 * (row * wpr + k // 64) + (k % 64) // 8] |= 1 << (k % 8)
     with pytest.raises(ValueError, match="mask: names a voxel"):
         _cdr_fill.markers(parts, classes, labels, grid.dims, None, 0.0, axes, True, bytes(bad))
+    # the merged markers' passes (box_count, boxes): sizes and runs as box_count gives them, or a ValueError
+    with pytest.raises(ValueError, match="mask: names a voxel"):
+        _cdr_fill.box_count(labels, grid.dims, None, 0.0, bytes(bad), 4)
+    with pytest.raises(ValueError, match="levels: expected 4..62"):  # runs of up to 9 voxels need 4 sizes
+        _cdr_fill.box_count(labels, grid.dims, None, 0.0, None, 3)
+    boxes, runs = _cdr_fill.box_count(labels, grid.dims, None, 0.0, None, 4)
+    keys = [key for key, n in enumerate(boxes) if n]
+    tab = wire._tables(grid)
+    box_args = (labels, grid.dims, tab.run_table(4), tab.axes64[1], tab.axes64[2])
+    parts = [b"h"] + [24 * boxes[key] for key in keys]
+    assert len(_cdr_fill.boxes(parts, keys, runs, *box_args)) == 1 + 24 * sum(boxes)
+    with pytest.raises(ValueError, match="box slots do not match"):  # one class and size left out
+        _cdr_fill.boxes(parts[:-1], keys[:-1], runs, *box_args)
+    with pytest.raises(ValueError, match="keys: bad"):
+        _cdr_fill.boxes(parts, [keys[0]] * len(keys), runs, *box_args)
+    with pytest.raises(ValueError, match="xtable: expected"):
+        _cdr_fill.boxes(parts, keys, runs, labels, grid.dims, tab.run_table(4)[:-1], tab.axes64[1], tab.axes64[2])
+    with pytest.raises(ValueError, match="runs: expected int32 pairs"):
+        _cdr_fill.boxes(parts, keys, runs[:-4], *box_args)
+    too_long = np.frombuffer(runs, np.int32).copy()
+    too_long[1] = grid.dims[0] + 1  # beyond the grid's end
+    with pytest.raises(ValueError, match="runs: a run outside the grid"):
+        _cdr_fill.boxes(parts, keys, too_long.tobytes(), *box_args)
 
 
 def test_publish_bytes_over_dds() -> None:

@@ -25,6 +25,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h> /* x86-64 always has SSE2: 16 labels per compare in the merged markers' pass */
+#endif
 
 typedef struct {
     const uint8_t *lab;
@@ -121,7 +124,8 @@ static int get_volume(Buffers *b, Volume *v, PyObject *labels, PyObject *dims, P
 }
 
 /* ------------------------------------------------------------------------- message layout */
-#define MAX_SLOTS 256
+/* slots per message: the merged markers have one per class and box size (<= 256 * levels) */
+#define MAX_SLOTS 2048
 
 typedef struct {
     PyObject *out;                 /* the bytes being built */
@@ -534,6 +538,332 @@ fail:
     return NULL;
 }
 
+/* ------------------------------------------------------------------------- merged boxes */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__GNUC__)
+#define WORDS_LE 1
+/* 0x80 in each byte of w that is 0 (exact: no carries between bytes) */
+static inline uint64_t zero_bytes(uint64_t w) {
+    const uint64_t low7 = 0x7F7F7F7F7F7F7F7FULL;
+    return ~(((w & low7) + low7) | w) & 0x8080808080808080ULL;
+}
+/* 0x80 flags of the eight bytes -> bits 0..7 (byte b -> bit b): one multiply, no carries */
+static inline uint64_t gather_flags(uint64_t m) { return ((m >> 7) * 0x0102040810204080ULL) >> 56; }
+#endif
+
+/* Bits of the voxels k0 .. k1 - 1 (k1 - k0 <= 64) of the row at n0: occupied (bit k - k0). */
+static inline uint64_t occupied_bits(const Volume *v, Py_ssize_t n0, Py_ssize_t k0, Py_ssize_t k1) {
+    uint64_t bits = 0;
+    Py_ssize_t k = k0;
+#ifdef __SSE2__
+    const __m128i zero = _mm_setzero_si128(), full = _mm_set1_epi8((char)0xFF);
+    for (; k + 16 <= k1; k += 16) {
+        const __m128i l = _mm_loadu_si128((const __m128i *)(v->lab + n0 + k));
+        const __m128i none = _mm_or_si128(_mm_cmpeq_epi8(l, zero), _mm_cmpeq_epi8(l, full));
+        bits |= (uint64_t)(~_mm_movemask_epi8(none) & 0xFFFF) << (k - k0);
+    }
+#endif
+#ifdef WORDS_LE
+    for (; k + 8 <= k1; k += 8) {
+        uint64_t w;
+        memcpy(&w, v->lab + n0 + k, 8);
+        if (w) bits |= gather_flags(0x8080808080808080ULL & ~(zero_bytes(w) | zero_bytes(~w))) << (k - k0);
+    }
+#endif
+    for (; k < k1; k++) bits |= (uint64_t)((uint8_t)(v->lab[n0 + k] - 1) < 254) << (k - k0);
+    if (v->use_thr) /* at or above the threshold (NaN: not) */
+        for (uint64_t m = bits; m; m &= m - 1) {
+            const int t = __builtin_ctzll(m);
+            if (!(v->conf[n0 + k0 + t] >= v->thr)) bits &= ~(1ULL << t);
+        }
+    return bits;
+}
+
+/* Bits of the voxels k0 .. k1 - 1 whose labels are equal in the rows at n0 and n1. */
+static inline uint64_t equal_bits(const uint8_t *lab, Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t k0, Py_ssize_t k1) {
+    uint64_t bits = 0;
+    Py_ssize_t k = k0;
+#ifdef __SSE2__
+    for (; k + 16 <= k1; k += 16) {
+        const __m128i a = _mm_loadu_si128((const __m128i *)(lab + n0 + k));
+        const __m128i b = _mm_loadu_si128((const __m128i *)(lab + n1 + k));
+        bits |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(a, b)) << (k - k0);
+    }
+#endif
+#ifdef WORDS_LE
+    for (; k + 8 <= k1; k += 8) {
+        uint64_t a, b;
+        memcpy(&a, lab + n0 + k, 8);
+        memcpy(&b, lab + n1 + k, 8);
+        bits |= gather_flags(zero_bytes(a ^ b)) << (k - k0);
+    }
+#endif
+    for (; k < k1; k++) bits |= (uint64_t)(lab[n0 + k] == lab[n1 + k]) << (k - k0);
+    return bits;
+}
+
+/* The arguments box_count takes: the volume and the mask (or None). */
+static int box_args(Buffers *b, Volume *v, PyObject *labels, PyObject *dims, PyObject *conf, double threshold,
+                    PyObject *mask_obj, const uint64_t **mask, Py_ssize_t *wpr) {
+    if (get_volume(b, v, labels, dims, conf, threshold) < 0) return -1;
+    *wpr = mask_words_per_row(v->Z);
+    *mask = NULL;
+    if (mask_obj != Py_None) {
+        *mask = get_array(b, mask_obj, "B", 1, v->X * v->Y * *wpr * 8, "mask");
+        if (!*mask) return -1;
+    }
+    return 0;
+}
+
+static int check_levels(const Volume *v, Py_ssize_t levels) {
+    Py_ssize_t need = 0;
+    for (Py_ssize_t x = v->X; x; x >>= 1) need++;
+    if (levels < need || levels > 62) {
+        PyErr_Format(PyExc_ValueError, "levels: expected %zd..62 box sizes for %zd voxels along axis 0, got %zd",
+                     need, v->X, levels);
+        return -1;
+    }
+    return 0;
+}
+
+/* The runs found so far and the boxes they make per class and size. */
+typedef struct {
+    int32_t *runs; /* (first flat index, length) pairs */
+    Py_ssize_t n, cap, levels;
+    Py_ssize_t *counts; /* 256 * levels */
+} Runs;
+
+static inline int add_run(Runs *R, const uint8_t *lab, Py_ssize_t first, Py_ssize_t len) {
+    if (R->n == R->cap) {
+        int32_t *more = PyMem_RawRealloc(R->runs, sizeof(int32_t) * 4 * (size_t)R->cap);
+        if (!more) return -1;
+        R->runs = more;
+        R->cap *= 2;
+    }
+    R->runs[2 * R->n] = (int32_t)first;
+    R->runs[2 * R->n + 1] = (int32_t)len;
+    R->n++;
+    Py_ssize_t *per_size = R->counts + (Py_ssize_t)lab[first] * R->levels;
+    for (Py_ssize_t s = 0; len >> s; s++) per_size[s] += (len >> s) & 1;
+    return 0;
+}
+
+PyDoc_STRVAR(box_count_doc,
+             "box_count(labels, dims, confidence, threshold, mask, levels) -> (counts, runs)\n\n"
+             "The runs of the merged markers: maximal lines of drawn voxels (i..i+L-1, j, k) of one class\n"
+             "along axis 0, the drawn voxels being those of `mask` (count's surface bits) or, with mask\n"
+             "None, the occupied ones. counts: per class c and box size 2^b (entry c * levels + b,\n"
+             "256 * levels ints) how many boxes, a run giving one per binary digit of L; runs: per run\n"
+             "the flat index of its first voxel and L, int32 pairs, in the C order of the runs' LAST\n"
+             "voxels (what `boxes` then fills the markers from).\n\n"
+             "One pass over the rows, 64 voxels of a row at a time as bits: drawn here, drawn in the row\n"
+             "before on axis 0, and the same label there (16 labels per SSE2 compare, else 8 per word). A voxel that is\n"
+             "drawn and not continuing the run before it opens a run; a run ends where the next row on\n"
+             "axis 0 does not continue it, and is counted then.");
+
+static PyObject *py_box_count(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *labels, *dims, *conf, *mask_obj;
+    double threshold;
+    Py_ssize_t levels;
+    if (!PyArg_ParseTuple(args, "OOOdOn", &labels, &dims, &conf, &threshold, &mask_obj, &levels)) return NULL;
+    Buffers b = {.n = 0};
+    Volume v;
+    const uint64_t *mask;
+    Py_ssize_t wpr;
+    if (box_args(&b, &v, labels, dims, conf, threshold, mask_obj, &mask, &wpr) < 0 || check_levels(&v, levels) < 0) {
+        release_all(&b);
+        return NULL;
+    }
+    if (v.X * v.Y * v.Z > INT32_MAX) {
+        release_all(&b);
+        PyErr_SetString(PyExc_ValueError, "dims: more voxels than int32 run indices hold");
+        return NULL;
+    }
+    const Py_ssize_t Y = v.Y, Z = v.Z, yz = Y * Z, rowbits = Y * wpr;
+    Runs R = {.n = 0, .cap = 4096, .levels = levels};
+    R.counts = PyMem_RawCalloc((size_t)(256 * levels), sizeof(Py_ssize_t));
+    R.runs = PyMem_RawMalloc(sizeof(int32_t) * 2 * (size_t)R.cap);
+    int32_t *start = PyMem_RawMalloc(sizeof(int32_t) * (size_t)yz); /* first i of each column's open run */
+    uint64_t *prev = PyMem_RawCalloc((size_t)rowbits, 8), *cur = PyMem_RawMalloc(8 * (size_t)rowbits);
+    int bad = 0;
+    if (!R.counts || !R.runs || !start || !prev || !cur) {
+        bad = 3;
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < v.X && !bad; i++) {
+        for (Py_ssize_t j = 0; j < Y && !bad; j++) {
+            const Py_ssize_t n0 = (i * Y + j) * Z;
+            for (Py_ssize_t w = 0; w < wpr; w++) {
+                const Py_ssize_t k0 = 64 * w, k1 = k0 + 64 < Z ? k0 + 64 : Z;
+                uint64_t d;
+                if (mask) { /* count's surface bits: each one on an occupied voxel of the row */
+                    memcpy(&d, mask + (i * Y + j) * wpr + w, 8);
+                    if (d && (d & ~occupied_bits(&v, n0, k0, k1))) {
+                        bad = 2;
+                        break;
+                    }
+                } else {
+                    d = occupied_bits(&v, n0, k0, k1);
+                }
+                const uint64_t p = prev[j * wpr + w];
+                const uint64_t c = (d & p) ? d & p & equal_bits(v.lab, n0, n0 - yz, k0, k1) : 0;
+                for (uint64_t m = p & ~c; m; m &= m - 1) { /* runs that ended in the row before */
+                    const Py_ssize_t k = k0 + __builtin_ctzll(m), first = (start[j * Z + k] * Y + j) * Z + k;
+                    if (add_run(&R, v.lab, first, i - start[j * Z + k]) < 0) {
+                        bad = 3;
+                        break;
+                    }
+                }
+                for (uint64_t m = d & ~c; m; m &= m - 1) start[j * Z + k0 + __builtin_ctzll(m)] = (int32_t)i;
+                cur[j * wpr + w] = d;
+            }
+        }
+        uint64_t *t = prev;
+        prev = cur;
+        cur = t;
+    }
+    for (Py_ssize_t j = 0; j < Y && !bad; j++) /* the runs that reach the grid's end */
+        for (Py_ssize_t w = 0; w < wpr && !bad; w++)
+            for (uint64_t m = prev[j * wpr + w]; m; m &= m - 1) {
+                const Py_ssize_t k = 64 * w + __builtin_ctzll(m), first = (start[j * Z + k] * Y + j) * Z + k;
+                if (add_run(&R, v.lab, first, v.X - start[j * Z + k]) < 0) {
+                    bad = 3;
+                    break;
+                }
+            }
+    Py_END_ALLOW_THREADS
+done:
+    release_all(&b);
+    PyMem_RawFree(start);
+    PyMem_RawFree(prev);
+    PyMem_RawFree(cur);
+    PyObject *out = NULL, *list = NULL, *runs_bytes = NULL;
+    if (bad == 2)
+        PyErr_SetString(PyExc_ValueError, "mask: names a voxel outside the rows or not occupied (not count's mask)");
+    else if (bad)
+        PyErr_NoMemory();
+    else if ((list = PyList_New(256 * levels)) &&
+             (runs_bytes = PyBytes_FromStringAndSize((const char *)R.runs, (Py_ssize_t)(8 * R.n)))) {
+        for (Py_ssize_t e = 0; e < 256 * levels; e++) PyList_SET_ITEM(list, e, PyLong_FromSsize_t(R.counts[e]));
+        out = Py_BuildValue("NN", list, runs_bytes);
+        list = runs_bytes = NULL;
+    }
+    Py_XDECREF(list);
+    Py_XDECREF(runs_bytes);
+    PyMem_RawFree(R.counts);
+    PyMem_RawFree(R.runs);
+    return out;
+}
+
+PyDoc_STRVAR(boxes_doc,
+             "boxes(parts, keys, runs, labels, dims, xtable, ax1, ax2) -> bytes\n\n"
+             "The merged MarkerArray with its slots filled: slot s holds the boxes of class keys[s] // levels\n"
+             "and size 2^(keys[s] % levels) (levels = len(xtable) / X). Each run of `runs` (box_count's: the\n"
+             "flat index of the first voxel (i, j, k) and the length L) is cut into boxes by the binary\n"
+             "digits of L, the largest first, the box of 2^b voxels from voxel i' centred at\n"
+             "(xtable[b * X + i'], ax1[j], ax2[k]) (float64), in the order of the runs.");
+
+static PyObject *py_boxes(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *parts, *keys, *runs_obj, *labels, *dims, *xt_obj, *ax1_obj, *ax2_obj;
+    if (!PyArg_ParseTuple(args, "OOOOOOOO", &parts, &keys, &runs_obj, &labels, &dims, &xt_obj, &ax1_obj, &ax2_obj))
+        return NULL;
+    Buffers b = {.n = 0};
+    Volume v;
+    Layout L = {.out = NULL};
+    PyObject *seq = NULL;
+    char **cursor = NULL, **stop = NULL;
+    if (get_volume(&b, &v, labels, dims, Py_None, 0.0) < 0) goto fail;
+    Py_buffer *view = &b.views[b.n];
+    const double *xt = get_array(&b, xt_obj, "d", 8, -1, "xtable");
+    if (!xt) goto fail;
+    const Py_ssize_t levels = view->len / 8 / v.X;
+    if (view->len != levels * v.X * 8) {
+        PyErr_SetString(PyExc_ValueError, "xtable: expected levels * X float64 values");
+        goto fail;
+    }
+    if (check_levels(&v, levels) < 0) goto fail;
+    const double *ax1 = get_array(&b, ax1_obj, "d", 8, v.Y, "ax1");
+    const double *ax2 = ax1 ? get_array(&b, ax2_obj, "d", 8, v.Z, "ax2") : NULL;
+    if (!ax2) goto fail;
+    view = &b.views[b.n];
+    const int32_t *runs = get_array(&b, runs_obj, "B", 1, -1, "runs");
+    if (!runs) goto fail;
+    if (view->len % 8) {
+        PyErr_SetString(PyExc_ValueError, "runs: expected int32 pairs (box_count's)");
+        goto fail;
+    }
+    const Py_ssize_t nruns = view->len / 8;
+    if (layout(&L, parts) < 0) goto fail;
+    seq = PySequence_Fast(keys, "keys: expected a list of class * levels + size");
+    if (!seq) goto fail;
+    if (PySequence_Fast_GET_SIZE(seq) != L.nslots) {
+        PyErr_SetString(PyExc_ValueError, "keys: expected one key per slot");
+        goto fail;
+    }
+    cursor = PyMem_Calloc((size_t)(256 * levels), sizeof(char *));
+    stop = PyMem_Calloc((size_t)(256 * levels), sizeof(char *));
+    if (!cursor || !stop) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (int s = 0; s < L.nslots; s++) {
+        const Py_ssize_t key = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(seq, s));
+        if (key < 0 || key >= 256 * levels || cursor[key] || L.size[s] % 24) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "keys: bad, repeated or misfit key slot");
+            goto fail;
+        }
+        cursor[key] = L.slot[s];
+        stop[key] = L.slot[s] + L.size[s];
+    }
+    int bad = 0;
+    const Py_ssize_t yz = v.Y * v.Z;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < nruns && !bad; r++) {
+        int32_t first, len;
+        memcpy(&first, runs + 2 * r, 4);
+        memcpy(&len, runs + 2 * r + 1, 4);
+        const Py_ssize_t i = first / yz, j = first % yz / v.Z, k = first % v.Z;
+        if (first < 0 || len < 1 || i + len > v.X) { /* not box_count's runs: never a write out of bounds */
+            bad = 2;
+            break;
+        }
+        const Py_ssize_t base = (Py_ssize_t)v.lab[first] * levels;
+        Py_ssize_t off = 0; /* the boxes of the run from its first voxel, the largest first */
+        for (Py_ssize_t s = levels - 1; s >= 0; s--) {
+            if (!((len >> s) & 1)) continue;
+            if (cursor[base + s] == stop[base + s]) { /* undeclared key, or more boxes than counted */
+                bad = 1;
+                break;
+            }
+            const double p[3] = {xt[s * v.X + i + off], ax1[j], ax2[k]};
+            memcpy(cursor[base + s], p, 24);
+            cursor[base + s] += 24;
+            off += (Py_ssize_t)1 << s;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    for (Py_ssize_t e = 0; e < 256 * levels && !bad; e++) bad = cursor[e] != stop[e];
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, bad == 2 ? "runs: a run outside the grid (not box_count's runs)"
+                                                   : "parts: the box slots do not match the runs per class and size");
+        goto fail;
+    }
+    PyMem_Free(cursor);
+    PyMem_Free(stop);
+    Py_DECREF(seq);
+    release_all(&b);
+    return L.out;
+fail:
+    PyMem_Free(cursor);
+    PyMem_Free(stop);
+    Py_XDECREF(seq);
+    release_all(&b);
+    Py_XDECREF(L.out);
+    return NULL;
+}
+
 /* ------------------------------------------------------------------------- SemanticVoxelGrid */
 PyDoc_STRVAR(grid_doc,
              "grid(parts, labels, dims, confidence, threshold) -> bytes\n\n"
@@ -602,6 +932,8 @@ static PyMethodDef methods[] = {
     {"points", py_points, METH_VARARGS, points_doc},
     {"markers", py_markers, METH_VARARGS, markers_doc},
     {"grid", py_grid, METH_VARARGS, grid_doc},
+    {"box_count", py_box_count, METH_VARARGS, box_count_doc},
+    {"boxes", py_boxes, METH_VARARGS, boxes_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -611,4 +943,8 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__cdr_fill(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__cdr_fill(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "MAX_SLOTS", MAX_SLOTS) < 0) Py_CLEAR(m);
+    return m;
+}

@@ -86,6 +86,7 @@ def encode_outputs(
     alpha: float = 1.0,
     surface_only: bool = False,
     native: bool | None = None,
+    merge_runs: bool = False,
 ) -> tuple[dict[str, bytes], set[int]]:
     """The serialized messages of one prediction, ready for publisher.publish(bytes).
 
@@ -93,12 +94,14 @@ def encode_outputs(
         stamp: the image stamp, (sec, nanosec) or integer nanoseconds. frame_id: the output frame
             (the prediction's grid_to_frame maps the grid into it).
         want: a subset of OUTPUT_KINDS (a node asks only for outputs somebody subscribes to).
-        previous_classes: the classes of the last MarkerArray (DELETE markers for those gone now).
+        previous_classes: the marker ids of the last MarkerArray (DELETE markers for those gone now).
         surface_only: markers keep only voxels with a free face (RViz draws the same picture).
+        merge_runs: markers draw each run of same-class cubes along the grid's x axis as a few
+            longer boxes (`wire.marker_array_bytes`; RViz draws the same picture).
         native: the fused C passes (None: when built, `wire.use_native`) or the NumPy ones.
 
     Returns:
-        ({kind: CDR bytes}, the class ids the markers hold now: pass as previous_classes next time;
+        ({kind: CDR bytes}, the marker ids the markers hold now: pass as previous_classes next time;
         `previous_classes` unchanged when no markers were made). The occupied voxels are selected
         once and shared by points and markers (or, with the native passes built, by each message's
         own pass); the bytes equal rclpy's serialization of the `prediction_to_*` messages (test_wire).
@@ -124,6 +127,7 @@ def encode_outputs(
         out["markers"], present = wire.marker_array_bytes(
             labels, grid, options.colors_rgb, st, frame_id, confidence, options.threshold, T, present,
             namespace=namespace, alpha=alpha, surface_only=surface_only, selected=selected, native=native,
+            merge_runs=merge_runs,
         )
     if "grid" in want:
         out["grid"] = wire.voxel_grid_bytes(

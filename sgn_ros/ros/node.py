@@ -171,8 +171,14 @@ PARAMETERS: dict[str, ParamSpec] = {
     "markers_period": ParamSpec(
         0.0, "seconds between MarkerArray outputs (RViz needs fewer than the camera gives); 0 = every frame", True
     ),
+    "markers_merge_runs": ParamSpec(
+        True, "MarkerArray: each run of same-class cubes along the grid's x axis as a few longer boxes (RViz shows "
+        "the same opaque scene from ~5-30x fewer points; marker id = class + 256 * log2(box length))", True
+    ),
     "markers_surface_only": ParamSpec(
-        True, "MarkerArray: only the cubes with a free face (RViz shows the same opaque scene from fewer points)", True
+        False, "MarkerArray: only the cubes with a free face (the same opaque scene from fewer points; worth it "
+        "without markers_merge_runs: 3.2 instead of 4.6 MB at 190k voxels, with it the face tests cost more than "
+        "the ~20 KB they save)", True
     ),
     "sync_tolerance": ParamSpec(0.02, "seconds: max stamp difference of messages forming one frame"),
     "stamp_reset_threshold": ParamSpec(
@@ -815,12 +821,13 @@ class SGNCore:
         if not want:
             return 0.0, 0.0
         previous, surface_only = self._marker_classes, bool(p["markers_surface_only"])
+        merge_runs = bool(p["markers_merge_runs"])
 
         def encode_send(kinds: set[str]) -> tuple[set[int] | None, float, float]:
             """Encode `kinds` and publish them: (marker classes present, s encoding, s publishing)."""
             t0 = time.perf_counter()
             out, present = enc.encode_outputs(prediction, options, stamp, frame_id, kinds, previous_classes=previous,
-                                              surface_only=surface_only)
+                                              surface_only=surface_only, merge_runs=merge_runs)
             t1 = time.perf_counter()
             for kind, data in out.items():
                 senders[kind].publish(data)
