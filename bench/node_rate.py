@@ -16,6 +16,7 @@
 # bytes, as a (C++) camera driver has its message ready; --inputs-timed counts building them too.
 # Run: source scripts/ros_env.sh && python bench/node_rate.py [--config tiny|full] [--frames 20]
 #      [--rate 10] [--device cpu] [--depth-source points|depth_image|stereo] [--stereo-method sgm]
+#      [--param NAME=VALUE ...] (any other node parameter, e.g. markers_merge_runs=false)
 """Output rate and latency of the real sgn_node process under a camera-rate replay."""
 
 from __future__ import annotations
