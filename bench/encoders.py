@@ -127,7 +127,7 @@ def bench_scene(name: str, labels: np.ndarray, conf: np.ndarray, repeat: int) ->
         lambda nat: wire.marker_array_bytes(labels, grid, ls.colors_rgb, stamp, "sgn_grid", conf, surface_only=True,
                                             native=nat)[0],
         f"{surface} cubes with a free face")
-    occupied_mask = (labels != 0) & (labels != 255)
+    occupied_mask = wire._keep_mask(labels, None, 0.0)
     for surf, what in ((False, "occupied"), (True, "free-face")):
         _, lengths = wire.runs(wire.surface_mask(occupied_mask) if surf else occupied_mask, labels)
         boxes = sum(bin(n).count("1") for n in lengths.tolist())  # one box per binary digit of a run's length

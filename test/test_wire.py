@@ -291,9 +291,7 @@ def _slow_merged(labels, drawn, grid, header, previous=(), namespace="ssc", alph
 
 
 def _drawn(labels, confidence, threshold, surface):
-    keep = (labels != 0) & (labels != 255)
-    if confidence is not None and threshold > 0:
-        keep &= confidence >= threshold
+    keep = wire._keep_mask(labels, confidence, threshold)
     return wire.surface_mask(keep) if surface else keep
 
 

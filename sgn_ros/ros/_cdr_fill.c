@@ -42,6 +42,21 @@ static inline int occupied(const Volume *v, Py_ssize_t n) {
     return !v->use_thr || v->conf[n] >= v->thr; /* NaN confidence: not occupied, as NumPy */
 }
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__GNUC__)
+#define WORDS_LE 1 /* eight labels as one little-endian 64-bit word */
+/* 0x80 in each byte of w that is 0 (exact: no carries between bytes) */
+static inline uint64_t zero_bytes(uint64_t w) {
+    const uint64_t low7 = 0x7F7F7F7F7F7F7F7FULL;
+    return ~(((w & low7) + low7) | w) & 0x8080808080808080ULL;
+}
+/* 0x80 in each byte of w that is an occupied label: not 0 (empty), not 255 (no prediction) */
+static inline uint64_t occupied_flags(uint64_t w) {
+    return 0x8080808080808080ULL & ~(zero_bytes(w) | zero_bytes(~w));
+}
+/* 0x80 flags of the eight bytes -> bits 0..7 (byte b -> bit b): one multiply, no carries */
+static inline uint64_t gather_flags(uint64_t m) { return ((m >> 7) * 0x0102040810204080ULL) >> 56; }
+#endif
+
 /* The occupied voxels of one row of the volume (the Z voxels from n0 on): their k, in order,
  * into ks; returns how many. Eight labels at a time as one 64-bit word: an all-air word (the
  * most common by far) is one test, and in a mixed word the occupied bytes (not 0, not 255) are
@@ -49,15 +64,12 @@ static inline int occupied(const Volume *v, Py_ssize_t n) {
 static inline Py_ssize_t row_occupied(const Volume *v, Py_ssize_t n0, int32_t *ks) {
     const uint8_t *row = v->lab + n0;
     Py_ssize_t cnt = 0, k = 0;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__GNUC__)
-    const uint64_t low7 = 0x7F7F7F7F7F7F7F7FULL, high = 0x8080808080808080ULL;
+#ifdef WORDS_LE
     for (; k + 8 <= v->Z; k += 8) {
         uint64_t w;
         memcpy(&w, row + k, 8);
         if (!w) continue;
-        const uint64_t zero = ~(((w & low7) + low7) | w) & high; /* 0x80 in each byte that is 0 */
-        const uint64_t nw = ~w, full = ~(((nw & low7) + low7) | nw) & high; /* ... that is 255 */
-        for (uint64_t m = high & ~(zero | full); m; m &= m - 1) {
+        for (uint64_t m = occupied_flags(w); m; m &= m - 1) {
             const Py_ssize_t kk = k + (__builtin_ctzll(m) >> 3);
             ks[cnt] = (int32_t)kk; /* kept when at or above the threshold: no branch to mispredict */
             cnt += !v->use_thr || v->conf[n0 + kk] >= v->thr;
@@ -191,6 +203,15 @@ PyDoc_STRVAR(count_doc,
 /* 64-bit words per row of a surface mask (`count`, `markers`) */
 static inline Py_ssize_t mask_words_per_row(Py_ssize_t Z) { return (Z + 63) / 64; }
 
+/* count's surface bit mask of the volume v (mask_words_per_row(Z) words per row), or NULL with
+ * None; -1 (an exception set) when it is not of the volume's size. */
+static int get_mask(Buffers *b, const Volume *v, PyObject *mask_obj, const uint64_t **mask) {
+    *mask = NULL;
+    if (mask_obj == Py_None) return 0;
+    *mask = get_array(b, mask_obj, "B", 1, v->X * v->Y * mask_words_per_row(v->Z) * 8, "mask");
+    return *mask ? 0 : -1;
+}
+
 static PyObject *py_count(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *labels, *dims, *conf;
@@ -287,18 +308,15 @@ static PyObject *py_occupied(PyObject *self, PyObject *args) {
     Py_ssize_t total = 0;
     const Py_ssize_t n_all = v.X * v.Y * v.Z;
     Py_BEGIN_ALLOW_THREADS
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__GNUC__)
+#ifdef WORDS_LE
     if (!v.use_thr) { /* the whole volume as words, whatever the rows */
-        const uint64_t low7 = 0x7F7F7F7F7F7F7F7FULL, high = 0x8080808080808080ULL;
         Py_ssize_t n = 0;
         for (; n + 8 <= n_all; n += 8) {
             uint64_t w;
             memcpy(&w, v.lab + n, 8);
-            const uint64_t zero = ~(((w & low7) + low7) | w) & high, nw = ~w;
-            const uint64_t full = ~(((nw & low7) + low7) | nw) & high;
             /* at most one bit per byte (bit 7): summing the bytes is the population count, two
              * instructions instead of the libgcc call __builtin_popcountll makes without -mpopcnt */
-            total += (Py_ssize_t)((((high & ~(zero | full)) >> 7) * 0x0101010101010101ULL) >> 56);
+            total += (Py_ssize_t)(((occupied_flags(w) >> 7) * 0x0101010101010101ULL) >> 56);
         }
         for (; n < n_all; n++) total += occupied(&v, n);
     } else
@@ -451,10 +469,7 @@ static PyObject *py_markers(PyObject *self, PyObject *args) {
                                                   : "mask: only with surface (the mask of count(..., surface=True))");
         goto fail;
     }
-    if (surface) {
-        mask = get_array(&b, mask_obj, "B", 1, v.X * v.Y * wpr * 8, "mask");
-        if (!mask) goto fail;
-    }
+    if (get_mask(&b, &v, mask_obj, &mask) < 0) goto fail;
     if (layout(&L, parts) < 0) goto fail;
     seq = PySequence_Fast(classes, "classes: expected a list of class ids");
     if (!seq) goto fail;
@@ -539,16 +554,6 @@ fail:
 }
 
 /* ------------------------------------------------------------------------- merged boxes */
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && defined(__GNUC__)
-#define WORDS_LE 1
-/* 0x80 in each byte of w that is 0 (exact: no carries between bytes) */
-static inline uint64_t zero_bytes(uint64_t w) {
-    const uint64_t low7 = 0x7F7F7F7F7F7F7F7FULL;
-    return ~(((w & low7) + low7) | w) & 0x8080808080808080ULL;
-}
-/* 0x80 flags of the eight bytes -> bits 0..7 (byte b -> bit b): one multiply, no carries */
-static inline uint64_t gather_flags(uint64_t m) { return ((m >> 7) * 0x0102040810204080ULL) >> 56; }
-#endif
 
 /* Bits of the voxels k0 .. k1 - 1 (k1 - k0 <= 64) of the row at n0: occupied (bit k - k0). */
 static inline uint64_t occupied_bits(const Volume *v, Py_ssize_t n0, Py_ssize_t k0, Py_ssize_t k1) {
@@ -566,7 +571,7 @@ static inline uint64_t occupied_bits(const Volume *v, Py_ssize_t n0, Py_ssize_t 
     for (; k + 8 <= k1; k += 8) {
         uint64_t w;
         memcpy(&w, v->lab + n0 + k, 8);
-        if (w) bits |= gather_flags(0x8080808080808080ULL & ~(zero_bytes(w) | zero_bytes(~w))) << (k - k0);
+        if (w) bits |= gather_flags(occupied_flags(w)) << (k - k0);
     }
 #endif
     for (; k < k1; k++) bits |= (uint64_t)((uint8_t)(v->lab[n0 + k] - 1) < 254) << (k - k0);
@@ -599,19 +604,6 @@ static inline uint64_t equal_bits(const uint8_t *lab, Py_ssize_t n0, Py_ssize_t 
 #endif
     for (; k < k1; k++) bits |= (uint64_t)(lab[n0 + k] == lab[n1 + k]) << (k - k0);
     return bits;
-}
-
-/* The arguments box_count takes: the volume and the mask (or None). */
-static int box_args(Buffers *b, Volume *v, PyObject *labels, PyObject *dims, PyObject *conf, double threshold,
-                    PyObject *mask_obj, const uint64_t **mask, Py_ssize_t *wpr) {
-    if (get_volume(b, v, labels, dims, conf, threshold) < 0) return -1;
-    *wpr = mask_words_per_row(v->Z);
-    *mask = NULL;
-    if (mask_obj != Py_None) {
-        *mask = get_array(b, mask_obj, "B", 1, v->X * v->Y * *wpr * 8, "mask");
-        if (!*mask) return -1;
-    }
-    return 0;
 }
 
 static int check_levels(const Volume *v, Py_ssize_t levels) {
@@ -669,8 +661,8 @@ static PyObject *py_box_count(PyObject *self, PyObject *args) {
     Buffers b = {.n = 0};
     Volume v;
     const uint64_t *mask;
-    Py_ssize_t wpr;
-    if (box_args(&b, &v, labels, dims, conf, threshold, mask_obj, &mask, &wpr) < 0 || check_levels(&v, levels) < 0) {
+    if (get_volume(&b, &v, labels, dims, conf, threshold) < 0 || get_mask(&b, &v, mask_obj, &mask) < 0 ||
+        check_levels(&v, levels) < 0) {
         release_all(&b);
         return NULL;
     }
@@ -679,7 +671,7 @@ static PyObject *py_box_count(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "dims: more voxels than int32 run indices hold");
         return NULL;
     }
-    const Py_ssize_t Y = v.Y, Z = v.Z, yz = Y * Z, rowbits = Y * wpr;
+    const Py_ssize_t Y = v.Y, Z = v.Z, yz = Y * Z, wpr = mask_words_per_row(Z), rowbits = Y * wpr;
     Runs R = {.n = 0, .cap = 4096, .levels = levels};
     R.counts = PyMem_RawCalloc((size_t)(256 * levels), sizeof(Py_ssize_t));
     R.runs = PyMem_RawMalloc(sizeof(int32_t) * 2 * (size_t)R.cap);

@@ -478,16 +478,24 @@ def _pointcloud2_layout(stamp: tuple[int, int], frame_id: str, n: int, with_conf
 # --------------------------------------------------------------------------- MarkerArray
 def _marker_head(w: CdrWriter, stamp: tuple[int, int], frame_id: str, ns: str, mid: int, mtype: int,
                  action: int, position: Sequence[float], quat: Sequence[float], scale: Sequence[float],
-                 color: Sequence[float]) -> None:
-    """visualization_msgs/Marker up to (not including) `points`."""
+                 color: Sequence[float]) -> tuple[int, int, int]:
+    """visualization_msgs/Marker up to (not including) `points`. Returns where its id, scale and
+    colour went: their offsets from the writer's offset at the call."""
+    start = w.offset
     w.header(stamp, frame_id)
     w.string(ns)
+    w.align(4)
+    id_at = w.offset - start
     w.pack(_I32X3, 4, mid, mtype, action)
     w.pose(position, quat)
+    w.align(8)
+    scale_at = w.offset - start
     w.pack(_F64X3, 8, *scale)
+    color_at = w.offset - start
     w.pack(_F32X4, 4, *color)
     w.time(0, 0)  # lifetime: forever
     w.u8(0)  # frame_locked
+    return id_at, scale_at, color_at
 
 
 def _cube_list_head(stamp: tuple[int, int], frame_id: str, ns: str, position: Sequence[float],
@@ -496,20 +504,9 @@ def _cube_list_head(stamp: tuple[int, int], frame_id: str, ns: str, position: Se
     with id, scale x and colour r, g, b zero: (bytes, where the id, the scale x and the colour go)."""
     w = CdrWriter()
     w.offset = phase
-    w.header(stamp, frame_id)
-    w.string(ns)
-    w.align(4)
-    id_at = w.offset - phase
-    w.pack(_I32X3, 4, 0, _CUBE_LIST, _ADD)
-    w.pose(position, quat)
-    w.align(8)
-    scale_at = w.offset - phase
-    w.pack(_F64X3, 8, 0.0, voxel_size, voxel_size)
-    color_at = w.offset - phase
-    w.pack(_F32X4, 4, 0.0, 0.0, 0.0, float(alpha))
-    w.time(0, 0)  # lifetime: forever
-    w.u8(0)  # frame_locked
-    return bytes(w._small), id_at, scale_at, color_at
+    at = _marker_head(w, stamp, frame_id, ns, 0, _CUBE_LIST, _ADD, position, quat, (0.0, voxel_size, voxel_size),
+                      (0.0, 0.0, 0.0, float(alpha)))
+    return (bytes(w._small), *at)
 
 
 def _marker_tail(w: CdrWriter) -> None:
